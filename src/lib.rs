@@ -4,4 +4,5 @@
 //! with no I/O; the webhook server, the watcher and the CLI are thin shells around it.
 
 pub mod annotations;
+pub mod model;
 pub mod policy;
