@@ -35,12 +35,33 @@ pub struct ConfigId {
 
 impl ConfigId {
     pub fn new(kind: ConfigKind, name: impl Into<String>) -> Self {
-        ConfigId { kind, name: name.into() }
+        ConfigId {
+            kind,
+            name: name.into(),
+        }
     }
 }
 
 impl fmt::Display for ConfigId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// SHA-256 of one config value. Only digests are kept in memory, never values; the Debug form
+/// is redacted so a digest cannot reach a log line by accident.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValueDigest(pub [u8; 32]);
+
+impl ValueDigest {
+    pub fn of(value: &[u8]) -> Self {
+        use sha2::Digest;
+        ValueDigest(sha2::Sha256::digest(value).into())
+    }
+}
+
+impl fmt::Debug for ValueDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ValueDigest(..)")
     }
 }

@@ -1,0 +1,687 @@
+//! The admission webhooks as pure functions: an AdmissionReview body in, a response out.
+//!
+//! The HTTP shell only enforces limits and maps [`ReviewError`] to a status code. Everything
+//! here reads the digest store (a short read lock) and never calls the API server.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::model::{ConfigId, ConfigKind};
+use crate::patch::stamp_patch;
+use crate::policy::{self, Warning, WorkloadPolicy};
+use crate::refs::References;
+use crate::stamp::HashKey;
+use crate::store::{ConfigView, DigestStore};
+use crate::trigger::{Filters, consumed_set, trigger_set};
+use crate::workload::{LeanPod, LeanWorkload, WorkloadKind};
+
+/// Why a body could not be answered with an AdmissionReview.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("request body is not an admission.k8s.io/v1 AdmissionReview: {0}")]
+    NotAReview(#[source] serde_json::Error),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    #[error("AdmissionReview request has no uid")]
+    NoUid,
+}
+
+/// Looks up the policy of a workload by namespace, kind and name (the watcher's index). Pods use
+/// it to find the policy of the workload that owns them.
+pub trait WorkloadPolicies: Send + Sync {
+    fn policy(
+        &self,
+        namespace: &str,
+        kind: WorkloadKind,
+        name: &str,
+    ) -> Option<Arc<WorkloadPolicy>>;
+}
+
+/// No index: pods fall back to their own annotations.
+pub struct NoWorkloads;
+
+impl WorkloadPolicies for NoWorkloads {
+    fn policy(&self, _: &str, _: WorkloadKind, _: &str) -> Option<Arc<WorkloadPolicy>> {
+        None
+    }
+}
+
+/// What the admission functions read.
+pub struct Admission {
+    pub key: HashKey,
+    pub store: Arc<DigestStore>,
+    pub filters: Filters,
+    pub workloads: Arc<dyn WorkloadPolicies>,
+}
+
+#[derive(Deserialize)]
+struct Review<'a> {
+    #[serde(borrow)]
+    request: Option<Request<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct GroupVersionKind {
+    group: String,
+    version: String,
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'a> {
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    kind: GroupVersionKind,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    operation: String,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response<'a>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    code: u16,
+    message: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+}
+
+/// How a review was answered, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Patched,
+    Denied,
+    Unsupported,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Patched => "patched",
+            Outcome::Denied => "denied",
+            Outcome::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// An answered review: the JSON body and what it said.
+pub struct Answer {
+    pub body: Vec<u8>,
+    pub outcome: Outcome,
+}
+
+struct Verdict {
+    outcome: Outcome,
+    patch: Option<serde_json::Value>,
+    warnings: Vec<String>,
+    message: Option<String>,
+}
+
+impl Verdict {
+    fn allow() -> Self {
+        Verdict {
+            outcome: Outcome::Allowed,
+            patch: None,
+            warnings: Vec::new(),
+            message: None,
+        }
+    }
+
+    fn deny(outcome: Outcome, message: String) -> Self {
+        Verdict {
+            outcome,
+            patch: None,
+            warnings: Vec::new(),
+            message: Some(message),
+        }
+    }
+}
+
+fn parse(body: &[u8]) -> Result<Request<'_>, ReviewError> {
+    let review: Review = serde_json::from_slice(body).map_err(ReviewError::NotAReview)?;
+    let request = review.request.ok_or(ReviewError::NoRequest)?;
+    if request.uid.is_empty() {
+        return Err(ReviewError::NoUid);
+    }
+    Ok(request)
+}
+
+fn answer(uid: &str, v: Verdict) -> Answer {
+    let response = Response {
+        uid,
+        allowed: v.message.is_none(),
+        patch_type: v.patch.as_ref().map(|_| "JSONPatch"),
+        patch: v
+            .patch
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p.to_string())),
+        warnings: v.warnings,
+        status: v.message.map(|message| Status {
+            code: if v.outcome == Outcome::Unsupported {
+                400
+            } else {
+                403
+            },
+            message,
+        }),
+    };
+    let review = ResponseReview {
+        api_version: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        response,
+    };
+    Answer {
+        body: serde_json::to_vec(&review).expect("a response always serializes"),
+        outcome: v.outcome,
+    }
+}
+
+fn unsupported(req: &Request) -> Verdict {
+    Verdict::deny(
+        Outcome::Unsupported,
+        format!(
+            "kreload does not handle {}/{} {} with operation {:?}; the webhook configuration's rules should not send it here",
+            req.kind.group, req.kind.version, req.kind.kind, req.operation
+        ),
+    )
+}
+
+fn object<'a, T: Deserialize<'a>>(req: &Request<'a>) -> Result<T, Verdict> {
+    let raw = req.object.ok_or_else(|| {
+        Verdict::deny(Outcome::Unsupported, "the request carries no object".into())
+    })?;
+    serde_json::from_str(raw.get()).map_err(|e| {
+        Verdict::deny(
+            Outcome::Unsupported,
+            format!(
+                "the {} in the request could not be read: {e}",
+                req.kind.kind
+            ),
+        )
+    })
+}
+
+fn workload_kind(gvk: &GroupVersionKind) -> Option<WorkloadKind> {
+    WorkloadKind::from_kind(&gvk.kind).filter(|k| k.group() == gvk.group)
+}
+
+fn config_kind(gvk: &GroupVersionKind) -> Option<ConfigKind> {
+    if !gvk.group.is_empty() {
+        return None;
+    }
+    ConfigKind::ALL.into_iter().find(|k| k.as_str() == gvk.kind)
+}
+
+impl Admission {
+    /// The stamp a workload's template should carry now, or `None` when it is not opted in.
+    pub fn workload_stamp(
+        &self,
+        namespace: &str,
+        policy: &WorkloadPolicy,
+        refs: &References,
+    ) -> Option<String> {
+        if !policy.opted_in(self.filters.auto_reload_all) {
+            return None;
+        }
+        let set = self.store.with_namespace(namespace, |view| {
+            trigger_set(policy, refs, view, &self.filters)
+        });
+        Some(self.key.stamp(&set))
+    }
+
+    /// The stamp a pod gets at creation: its owning workload's trigger set if that workload is
+    /// opted in, else what its own (template) annotations opt into, else everything it consumes.
+    pub fn pod_stamp(&self, namespace: &str, pod: &LeanPod) -> String {
+        let refs = pod.spec.references();
+        let owner_policy = pod
+            .owner_workload()
+            .and_then(|(kind, name)| self.workloads.policy(namespace, kind, &name));
+        let own_policy;
+        let policy = match &owner_policy {
+            Some(p) => Some(p.as_ref()),
+            None => {
+                own_policy = policy::parse_workload(pod.metadata.annotations(), None).value;
+                Some(&own_policy)
+            }
+        }
+        .filter(|p| p.opted_in(self.filters.auto_reload_all));
+        let set = self.store.with_namespace(namespace, |view| match policy {
+            Some(p) => trigger_set(p, &refs, view, &self.filters),
+            None => consumed_set(&refs, view),
+        });
+        self.key.stamp(&set)
+    }
+
+    /// The mutating webhook.
+    pub fn mutate(&self, body: &[u8]) -> Result<Answer, ReviewError> {
+        let req = parse(body)?;
+        let verdict = self.mutate_request(&req).unwrap_or_else(|v| v);
+        Ok(answer(&req.uid, verdict))
+    }
+
+    fn mutate_request(&self, req: &Request) -> Result<Verdict, Verdict> {
+        if !matches!(req.operation.as_str(), "CREATE" | "UPDATE") {
+            return Ok(Verdict::allow());
+        }
+        if req.kind.group.is_empty() && req.kind.kind == "Pod" {
+            if req.operation != "CREATE" {
+                return Ok(Verdict::allow());
+            }
+            let pod: LeanPod = object(req)?;
+            let namespace = if req.namespace.is_empty() {
+                &pod.metadata.namespace
+            } else {
+                &req.namespace
+            };
+            let stamp = self.pod_stamp(namespace, &pod);
+            if pod.metadata.stamp() == Some(stamp.as_str()) {
+                return Ok(Verdict::allow());
+            }
+            return Ok(patched(stamp_patch("", pod.shape(), &stamp)));
+        }
+        let Some(kind) = workload_kind(&req.kind) else {
+            return Err(unsupported(req));
+        };
+        let workload: LeanWorkload = object(req)?;
+        let template = workload.template(kind);
+        let parsed =
+            policy::parse_workload(workload.metadata.annotations(), template.annotations());
+        let refs = template.spec.references();
+        let Some(stamp) = self.workload_stamp(&req.namespace, &parsed.value, &refs) else {
+            return Ok(Verdict::allow());
+        };
+        match template.stamp() {
+            Some(current) if current == stamp => Ok(Verdict::allow()),
+            // A stamp from another recipe or key is an unknown baseline: re-stamping it here would
+            // roll the workload for no change, so it is left until a real change.
+            Some(foreign) if !self.key.is_current(foreign) && req.operation == "UPDATE" => {
+                Ok(Verdict::allow())
+            }
+            _ => Ok(patched(stamp_patch(
+                kind.template_pointer(),
+                template.shape(),
+                &stamp,
+            ))),
+        }
+    }
+
+    /// The validating webhook.
+    pub fn validate(&self, body: &[u8]) -> Result<Answer, ReviewError> {
+        let req = parse(body)?;
+        let verdict = self.validate_request(&req).unwrap_or_else(|v| v);
+        Ok(answer(&req.uid, verdict))
+    }
+
+    fn validate_request(&self, req: &Request) -> Result<Verdict, Verdict> {
+        if !matches!(req.operation.as_str(), "CREATE" | "UPDATE") {
+            return Ok(Verdict::allow());
+        }
+        if let Some(_kind) = config_kind(&req.kind) {
+            #[derive(Deserialize, Default)]
+            #[serde(default)]
+            struct Meta {
+                metadata: crate::workload::LeanMeta,
+            }
+            let config: Meta = object(req)?;
+            let parsed = policy::parse_config(config.metadata.annotations());
+            return Ok(verdict(parsed.violations, parsed.warnings));
+        }
+        let Some(kind) = workload_kind(&req.kind) else {
+            return Err(unsupported(req));
+        };
+        let workload: LeanWorkload = object(req)?;
+        let parsed = policy::parse_workload(
+            workload.metadata.annotations(),
+            workload.template(kind).annotations(),
+        );
+        let mut warnings = parsed.warnings;
+        self.missing_config_warnings(&req.namespace, &parsed.value, &mut warnings);
+        Ok(verdict(parsed.violations, warnings))
+    }
+
+    /// A reload-list name that no config in the namespace has is likely a typo.
+    fn missing_config_warnings(
+        &self,
+        namespace: &str,
+        policy: &WorkloadPolicy,
+        warnings: &mut Vec<Warning>,
+    ) {
+        if !self.store.is_synced() {
+            return;
+        }
+        self.store
+            .with_namespace(namespace, |view: &dyn ConfigView| {
+                for kind in ConfigKind::ALL {
+                    for name in policy.reload_list(kind).literal_names() {
+                        if view.get(&ConfigId::new(kind, name)).is_none() {
+                            warnings.push(Warning::NoSuchConfig {
+                                key: policy::reload_key(kind).to_owned(),
+                                kind,
+                                name: name.to_owned(),
+                            });
+                        }
+                    }
+                }
+            });
+    }
+}
+
+fn patched(patch: serde_json::Value) -> Verdict {
+    Verdict {
+        outcome: Outcome::Patched,
+        patch: Some(patch),
+        warnings: Vec::new(),
+        message: None,
+    }
+}
+
+fn verdict(violations: Vec<policy::Violation>, warnings: Vec<Warning>) -> Verdict {
+    let warnings = warnings.iter().map(|w| format!("kreload: {w}")).collect();
+    if violations.is_empty() {
+        return Verdict {
+            warnings,
+            ..Verdict::allow()
+        };
+    }
+    let message = violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Verdict {
+        warnings,
+        ..Verdict::deny(Outcome::Denied, format!("kreload: {message}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::CONFIG_HASH;
+    use crate::model::ValueDigest;
+    use crate::store::ConfigEntry;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn admission() -> Admission {
+        let store = Arc::new(DigestStore::new());
+        let keys = [("app.conf", "v1"), ("unused", "x")];
+        let entry = ConfigEntry {
+            keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), ValueDigest::of(v.as_bytes())))
+                .collect(),
+            ..Default::default()
+        };
+        store.upsert("ns", ConfigId::new(ConfigKind::ConfigMap, "app"), entry);
+        store.mark_synced(ConfigKind::ConfigMap);
+        store.mark_synced(ConfigKind::Secret);
+        Admission {
+            key: HashKey::new(vec![1; 32]).unwrap(),
+            store,
+            filters: Filters::default(),
+            workloads: Arc::new(NoWorkloads),
+        }
+    }
+
+    fn review(group: &str, kind: &str, operation: &str, object: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-1", "kind": {"group": group, "version": "v1", "kind": kind},
+                        "namespace": "ns", "operation": operation, "object": object}
+        }))
+        .unwrap()
+    }
+
+    fn response(a: &Answer) -> Value {
+        let v: Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(v["response"]["uid"], "u-1");
+        v["response"].clone()
+    }
+
+    fn apply_patch(object: &Value, resp: &Value) -> Value {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(resp["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+        let mut out = object.clone();
+        json_patch::patch(&mut out, &patch).unwrap();
+        out
+    }
+
+    fn deployment(annotations: Value, template_annotations: Option<Value>) -> Value {
+        let mut template = json!({"spec": {"containers": [{"name": "c", "volumeMounts": [],
+            "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "app.conf"}}}]}]}});
+        if let Some(t) = template_annotations {
+            template["metadata"] = json!({"annotations": t});
+        }
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "annotations": annotations},
+               "spec": {"replicas": 1, "template": template}})
+    }
+
+    #[test]
+    fn pods_are_stamped_with_what_they_consume() {
+        let a = admission();
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "app"}}]}]}});
+        let answer = a.mutate(&review("", "Pod", "CREATE", pod.clone())).unwrap();
+        assert_eq!(answer.outcome, Outcome::Patched);
+        let resp = response(&answer);
+        assert_eq!(resp["allowed"], true);
+        assert_eq!(resp["patchType"], "JSONPatch");
+        let stamped = apply_patch(&pod, &resp);
+        let stamp = stamped["metadata"]["annotations"][CONFIG_HASH]
+            .as_str()
+            .unwrap();
+        assert!(a.key.is_current(stamp));
+    }
+
+    #[test]
+    fn opted_in_templates_are_stamped_and_match_their_pods() {
+        let a = admission();
+        let d = deployment(json!({"reloader.stakater.com/auto": "true"}), None);
+        let resp = response(
+            &a.mutate(&review("apps", "Deployment", "CREATE", d.clone()))
+                .unwrap(),
+        );
+        let stamped = apply_patch(&d, &resp);
+        let template_stamp =
+            stamped["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH].clone();
+        // A pod made from the stamped template gets the same stamp: its trigger set is the same.
+        let pod = json!({"metadata": stamped["spec"]["template"]["metadata"].clone(), "spec": stamped["spec"]["template"]["spec"].clone()});
+        let answer = a.mutate(&review("", "Pod", "CREATE", pod)).unwrap();
+        assert_eq!(
+            answer.outcome,
+            Outcome::Allowed,
+            "the inherited stamp is already right"
+        );
+        // Idempotent: the stamped object needs no further patch (reinvocation).
+        let again = a
+            .mutate(&review("apps", "Deployment", "UPDATE", stamped))
+            .unwrap();
+        assert_eq!(again.outcome, Outcome::Allowed);
+        assert!(template_stamp.is_string());
+    }
+
+    #[test]
+    fn workloads_not_opted_in_are_left_alone() {
+        let a = admission();
+        let d = deployment(json!({}), None);
+        let answer = a
+            .mutate(&review("apps", "Deployment", "CREATE", d))
+            .unwrap();
+        assert_eq!(answer.outcome, Outcome::Allowed);
+        assert!(response(&answer).get("patch").is_none());
+    }
+
+    #[test]
+    fn foreign_stamps_on_update_are_an_unknown_baseline() {
+        let a = admission();
+        let d = deployment(
+            json!({"reloader.stakater.com/auto": "true"}),
+            Some(json!({CONFIG_HASH: "v1.00000000.aa"})),
+        );
+        assert_eq!(
+            a.mutate(&review("apps", "Deployment", "UPDATE", d.clone()))
+                .unwrap()
+                .outcome,
+            Outcome::Allowed
+        );
+        assert_eq!(
+            a.mutate(&review("apps", "Deployment", "CREATE", d))
+                .unwrap()
+                .outcome,
+            Outcome::Patched
+        );
+    }
+
+    #[test]
+    fn cronjob_job_templates_are_stamped() {
+        let a = admission();
+        let cj = json!({"metadata": {"name": "c", "annotations": {"reloader.stakater.com/auto": "true"}},
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "app"}}]}]}}}}}});
+        let resp = response(
+            &a.mutate(&review("batch", "CronJob", "CREATE", cj.clone()))
+                .unwrap(),
+        );
+        let out = apply_patch(&cj, &resp);
+        assert!(
+            out["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+                .is_string()
+        );
+    }
+
+    #[test]
+    fn auto_with_search_is_denied_naming_both() {
+        let a = admission();
+        let d = deployment(
+            json!({"reloader.stakater.com/auto": "true", "reloader.stakater.com/search": "true"}),
+            None,
+        );
+        let answer = a
+            .validate(&review("apps", "Deployment", "CREATE", d))
+            .unwrap();
+        assert_eq!(answer.outcome, Outcome::Denied);
+        let resp = response(&answer);
+        assert_eq!(resp["allowed"], false);
+        let msg = resp["status"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("reloader.stakater.com/auto")
+                && msg.contains("reloader.stakater.com/search"),
+            "{msg}"
+        );
+        assert_eq!(resp["status"]["code"], 403);
+    }
+
+    #[test]
+    fn missing_reload_list_names_are_warned_about() {
+        let a = admission();
+        let d = deployment(
+            json!({"configmap.reloader.stakater.com/reload": "app,nope"}),
+            None,
+        );
+        let resp = response(
+            &a.validate(&review("apps", "Deployment", "CREATE", d))
+                .unwrap(),
+        );
+        assert_eq!(resp["allowed"], true);
+        let warnings = resp["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].as_str().unwrap().contains("nope"));
+    }
+
+    #[test]
+    fn configs_with_bad_booleans_are_denied() {
+        let a = admission();
+        let cm = json!({"metadata": {"name": "c", "annotations": {"reloader.stakater.com/match": "yes"}}});
+        assert_eq!(
+            a.validate(&review("", "ConfigMap", "CREATE", cm))
+                .unwrap()
+                .outcome,
+            Outcome::Denied
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_errors_not_panics() {
+        let a = admission();
+        assert!(matches!(
+            a.mutate(b"not json"),
+            Err(ReviewError::NotAReview(_))
+        ));
+        assert!(matches!(a.mutate(b"{}"), Err(ReviewError::NoRequest)));
+        assert!(matches!(
+            a.mutate(br#"{"request": {"kind": {"kind": "Pod"}}}"#),
+            Err(ReviewError::NoUid)
+        ));
+        let unknown = a
+            .mutate(&review("", "Service", "CREATE", json!({})))
+            .unwrap();
+        assert_eq!(unknown.outcome, Outcome::Unsupported);
+        assert_eq!(response(&unknown)["status"]["code"], 400);
+        let garbage = a
+            .mutate(&review(
+                "",
+                "Pod",
+                "CREATE",
+                json!({"spec": {"containers": "x"}}),
+            ))
+            .unwrap();
+        assert_eq!(garbage.outcome, Outcome::Unsupported);
+        assert_eq!(
+            a.validate(&review("apps", "Deployment", "DELETE", Value::Null))
+                .unwrap()
+                .outcome,
+            Outcome::Allowed
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let a = admission();
+            let _ = a.mutate(&body);
+            let _ = a.validate(&body);
+        }
+
+        #[test]
+        fn arbitrary_annotations_never_panic(k in "[a-z./]{0,40}", v in ".{0,20}") {
+            let a = admission();
+            let d = deployment(json!({k.clone(): v.clone()}), Some(json!({k: v})));
+            for kind in ["Deployment", "StatefulSet"] {
+                let _ = a.mutate(&review("apps", kind, "CREATE", d.clone())).unwrap();
+                let _ = a.validate(&review("apps", kind, "UPDATE", d.clone())).unwrap();
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Which configs a pod spec consumes, at key precision.
+//!
+//! The types here are lean mirrors of the Kubernetes pod spec: they deserialize only the fields
+//! that reference ConfigMaps and Secrets and skip everything else, so the admission path and the
+//! workload index never build (or keep) a full `PodSpec`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::model::{ConfigId, ConfigKind};
+
+/// Treats an explicit JSON `null` like an absent field.
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodSpecRefs {
+    #[serde(deserialize_with = "null_default")]
+    pub containers: Vec<ContainerRefs>,
+    #[serde(deserialize_with = "null_default")]
+    pub init_containers: Vec<ContainerRefs>,
+    #[serde(deserialize_with = "null_default")]
+    pub volumes: Vec<VolumeRefs>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerRefs {
+    #[serde(deserialize_with = "null_default")]
+    pub env: Vec<EnvVarRefs>,
+    #[serde(deserialize_with = "null_default")]
+    pub env_from: Vec<EnvFromRefs>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EnvVarRefs {
+    #[serde(deserialize_with = "null_default")]
+    pub value_from: Option<EnvVarSourceRefs>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EnvVarSourceRefs {
+    #[serde(deserialize_with = "null_default")]
+    pub config_map_key_ref: Option<KeyRef>,
+    #[serde(deserialize_with = "null_default")]
+    pub secret_key_ref: Option<KeyRef>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct KeyRef {
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EnvFromRefs {
+    #[serde(deserialize_with = "null_default")]
+    pub config_map_ref: Option<NameRef>,
+    #[serde(deserialize_with = "null_default")]
+    pub secret_ref: Option<NameRef>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct NameRef {
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VolumeRefs {
+    #[serde(deserialize_with = "null_default")]
+    pub config_map: Option<ConfigMapSource>,
+    #[serde(deserialize_with = "null_default")]
+    pub secret: Option<SecretSource>,
+    #[serde(deserialize_with = "null_default")]
+    pub projected: Option<ProjectedSource>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ConfigMapSource {
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub items: Vec<KeyToPath>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecretSource {
+    #[serde(deserialize_with = "null_default")]
+    pub secret_name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub items: Vec<KeyToPath>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProjectedSource {
+    #[serde(deserialize_with = "null_default")]
+    pub sources: Vec<ProjectionRefs>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProjectionRefs {
+    #[serde(deserialize_with = "null_default")]
+    pub config_map: Option<ConfigMapSource>,
+    #[serde(deserialize_with = "null_default")]
+    pub secret: Option<ConfigMapSource>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct KeyToPath {
+    #[serde(deserialize_with = "null_default")]
+    pub key: String,
+}
+
+/// What a pod consumes of one config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Consumption {
+    /// Every key (a whole-volume mount or `envFrom`).
+    All,
+    /// Only these keys (`items` or a key reference).
+    Keys(BTreeSet<String>),
+}
+
+impl Consumption {
+    fn merge(&mut self, other: Consumption) {
+        match (self, other) {
+            (Consumption::All, _) => {}
+            (this, Consumption::All) => *this = Consumption::All,
+            (Consumption::Keys(mine), Consumption::Keys(theirs)) => mine.extend(theirs),
+        }
+    }
+
+    pub fn consumes(&self, key: &str) -> bool {
+        match self {
+            Consumption::All => true,
+            Consumption::Keys(keys) => keys.contains(key),
+        }
+    }
+}
+
+/// Every config a pod spec consumes, with the keys it consumes.
+pub type References = BTreeMap<ConfigId, Consumption>;
+
+fn add(refs: &mut References, kind: ConfigKind, name: &str, consumption: Consumption) {
+    // An unnamed reference is invalid and the API server rejects it; it consumes nothing.
+    if name.is_empty() {
+        return;
+    }
+    match refs.get_mut(&ConfigId {
+        kind,
+        name: name.to_owned(),
+    }) {
+        Some(existing) => existing.merge(consumption),
+        None => {
+            refs.insert(ConfigId::new(kind, name), consumption);
+        }
+    }
+}
+
+fn items_consumption(items: &[KeyToPath]) -> Consumption {
+    if items.is_empty() {
+        Consumption::All
+    } else {
+        Consumption::Keys(items.iter().map(|i| i.key.clone()).collect())
+    }
+}
+
+impl PodSpecRefs {
+    /// The configs this spec consumes (containers and init containers; volumes, projected
+    /// sources, `envFrom`, `valueFrom`).
+    pub fn references(&self) -> References {
+        let mut refs = References::new();
+        for c in self.containers.iter().chain(&self.init_containers) {
+            for from in &c.env_from {
+                if let Some(r) = &from.config_map_ref {
+                    add(&mut refs, ConfigKind::ConfigMap, &r.name, Consumption::All);
+                }
+                if let Some(r) = &from.secret_ref {
+                    add(&mut refs, ConfigKind::Secret, &r.name, Consumption::All);
+                }
+            }
+            for var in &c.env {
+                let Some(src) = &var.value_from else { continue };
+                if let Some(r) = &src.config_map_key_ref {
+                    let keys = Consumption::Keys(BTreeSet::from([r.key.clone()]));
+                    add(&mut refs, ConfigKind::ConfigMap, &r.name, keys);
+                }
+                if let Some(r) = &src.secret_key_ref {
+                    let keys = Consumption::Keys(BTreeSet::from([r.key.clone()]));
+                    add(&mut refs, ConfigKind::Secret, &r.name, keys);
+                }
+            }
+        }
+        for v in &self.volumes {
+            if let Some(cm) = &v.config_map {
+                add(
+                    &mut refs,
+                    ConfigKind::ConfigMap,
+                    &cm.name,
+                    items_consumption(&cm.items),
+                );
+            }
+            if let Some(s) = &v.secret {
+                add(
+                    &mut refs,
+                    ConfigKind::Secret,
+                    &s.secret_name,
+                    items_consumption(&s.items),
+                );
+            }
+            for p in v.projected.iter().flat_map(|p| &p.sources) {
+                if let Some(cm) = &p.config_map {
+                    add(
+                        &mut refs,
+                        ConfigKind::ConfigMap,
+                        &cm.name,
+                        items_consumption(&cm.items),
+                    );
+                }
+                if let Some(s) = &p.secret {
+                    add(
+                        &mut refs,
+                        ConfigKind::Secret,
+                        &s.name,
+                        items_consumption(&s.items),
+                    );
+                }
+            }
+        }
+        refs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn refs_of(spec: serde_json::Value) -> References {
+        serde_json::from_value::<PodSpecRefs>(spec)
+            .unwrap()
+            .references()
+    }
+
+    fn keys(k: &[&str]) -> Consumption {
+        Consumption::Keys(k.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn cm(name: &str) -> ConfigId {
+        ConfigId::new(ConfigKind::ConfigMap, name)
+    }
+
+    fn secret(name: &str) -> ConfigId {
+        ConfigId::new(ConfigKind::Secret, name)
+    }
+
+    #[test]
+    fn every_reference_style_is_found() {
+        let refs = refs_of(json!({
+            "initContainers": [{"name": "init", "envFrom": [{"secretRef": {"name": "init-secret"}}]}],
+            "containers": [
+                {"name": "a", "envFrom": [{"configMapRef": {"name": "env-from-cm"}}],
+                 "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "key-cm", "key": "k1"}}},
+                         {"name": "Y", "valueFrom": {"secretKeyRef": {"name": "key-secret", "key": "password"}}},
+                         {"name": "Z", "value": "plain"},
+                         {"name": "F", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+                {"name": "b", "envFrom": [{"secretRef": {"name": "second-container-secret"}}]}
+            ],
+            "volumes": [
+                {"name": "v1", "configMap": {"name": "vol-cm"}},
+                {"name": "v2", "secret": {"secretName": "vol-secret", "items": [{"key": "tls.crt", "path": "c"}]}},
+                {"name": "v3", "projected": {"sources": [
+                    {"configMap": {"name": "proj-cm", "items": [{"key": "a", "path": "a"}]}},
+                    {"secret": {"name": "proj-secret"}},
+                    {"serviceAccountToken": {"path": "token"}}
+                ]}},
+                {"name": "v4", "emptyDir": {}}
+            ]
+        }));
+        let expected: References = [
+            (secret("init-secret"), Consumption::All),
+            (cm("env-from-cm"), Consumption::All),
+            (cm("key-cm"), keys(&["k1"])),
+            (secret("key-secret"), keys(&["password"])),
+            (secret("second-container-secret"), Consumption::All),
+            (cm("vol-cm"), Consumption::All),
+            (secret("vol-secret"), keys(&["tls.crt"])),
+            (cm("proj-cm"), keys(&["a"])),
+            (secret("proj-secret"), Consumption::All),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(refs, expected);
+    }
+
+    #[test]
+    fn key_references_merge_and_whole_references_win() {
+        let refs = refs_of(json!({
+            "containers": [{"env": [
+                {"valueFrom": {"configMapKeyRef": {"name": "c", "key": "a"}}},
+                {"valueFrom": {"configMapKeyRef": {"name": "c", "key": "b"}}},
+                {"valueFrom": {"secretKeyRef": {"name": "s", "key": "a"}}}
+            ]}],
+            "volumes": [{"secret": {"secretName": "s"}}]
+        }));
+        assert_eq!(refs[&cm("c")], keys(&["a", "b"]));
+        assert_eq!(refs[&secret("s")], Consumption::All);
+    }
+
+    #[test]
+    fn same_name_different_kinds_are_different_configs() {
+        let refs = refs_of(json!({
+            "containers": [{"envFrom": [{"configMapRef": {"name": "app"}}, {"secretRef": {"name": "app"}}]}]
+        }));
+        assert_eq!(refs.len(), 2);
+    }
+
+    #[test]
+    fn nulls_and_empty_specs_consume_nothing() {
+        assert!(refs_of(json!({})).is_empty());
+        assert!(
+            refs_of(json!({"containers": null, "volumes": null, "initContainers": null}))
+                .is_empty()
+        );
+        assert!(
+            refs_of(json!({"containers": [{"env": null, "envFrom": [{"configMapRef": null}]}]}))
+                .is_empty()
+        );
+        assert!(refs_of(json!({"volumes": [{"configMap": {"name": ""}}]})).is_empty());
+    }
+
+    #[test]
+    fn consumption_answers_per_key() {
+        assert!(Consumption::All.consumes("anything"));
+        assert!(keys(&["a"]).consumes("a"));
+        assert!(!keys(&["a"]).consumes("b"));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_json_never_panics(s in ".{0,200}") {
+            let _ = serde_json::from_str::<PodSpecRefs>(&s).map(|p| p.references());
+        }
+
+        #[test]
+        fn references_are_order_independent(names in proptest::collection::vec("[a-c]{1,2}", 0..8)) {
+            let containers: Vec<_> = names.iter().map(|n| json!({"envFrom": [{"configMapRef": {"name": n}}]})).collect();
+            let mut reversed = containers.clone();
+            reversed.reverse();
+            prop_assert_eq!(refs_of(json!({"containers": containers})), refs_of(json!({"containers": reversed})));
+        }
+    }
+}

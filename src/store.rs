@@ -1,0 +1,318 @@
+//! The digest store: per ConfigMap and Secret, only digests of its values plus the labels and
+//! annotations the rules read. Filled by watches; read by admission and the watcher. Readers
+//! take a short read lock and never wait on I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::Deserialize;
+
+use crate::model::{ConfigId, ConfigKind, ValueDigest};
+use crate::policy::{self, ConfigPolicy};
+use crate::refs::null_default;
+use crate::workload::LeanMeta;
+
+/// What kreload keeps of one config.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub labels: BTreeMap<String, String>,
+    pub policy: ConfigPolicy,
+    /// Every key (of `data` and `binaryData`) with the digest of its value.
+    pub keys: BTreeMap<String, ValueDigest>,
+}
+
+impl ConfigEntry {
+    /// The keys whose digests differ between two versions (added, removed or changed).
+    pub fn changed_keys<'a>(&'a self, newer: &'a ConfigEntry) -> Vec<&'a str> {
+        let mut changed: Vec<&str> = Vec::new();
+        for (k, d) in &self.keys {
+            if newer.keys.get(k) != Some(d) {
+                changed.push(k);
+            }
+        }
+        for k in newer.keys.keys() {
+            if !self.keys.contains_key(k) {
+                changed.push(k);
+            }
+        }
+        changed.sort_unstable();
+        changed
+    }
+}
+
+/// A value digested as it is deserialized: the value itself is dropped at once, so neither the
+/// store nor the deserialized object ever holds config data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestedValue(pub ValueDigest);
+
+impl<'de> Deserialize<'de> for DigestedValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Borrowed when the JSON has no escapes; owned (and dropped right here) when it has.
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(DigestedValue(ValueDigest::of(s.as_bytes())))
+    }
+}
+
+/// A ConfigMap or Secret as kreload reads it: metadata and value digests only.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LeanConfig {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: LeanMeta,
+    #[serde(deserialize_with = "null_default")]
+    pub data: BTreeMap<String, DigestedValue>,
+    #[serde(deserialize_with = "null_default")]
+    pub binary_data: BTreeMap<String, DigestedValue>,
+}
+
+impl LeanConfig {
+    pub fn entry(self) -> ConfigEntry {
+        let policy = policy::parse_config(self.metadata.annotations()).value;
+        let keys = self
+            .data
+            .into_iter()
+            .chain(self.binary_data)
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        ConfigEntry {
+            labels: self.metadata.labels,
+            policy,
+            keys,
+        }
+    }
+}
+
+type Namespace = BTreeMap<ConfigId, Arc<ConfigEntry>>;
+
+/// Configs by namespace.
+#[derive(Default)]
+pub struct DigestStore {
+    namespaces: RwLock<HashMap<String, Namespace>>,
+    synced: [AtomicBool; 2],
+}
+
+/// A read view of one namespace, for the pure trigger-set code.
+pub trait ConfigView {
+    fn get(&self, id: &ConfigId) -> Option<&ConfigEntry>;
+    /// Every config of a kind, in name order.
+    fn of_kind(&self, kind: ConfigKind) -> Box<dyn Iterator<Item = (&str, &ConfigEntry)> + '_>;
+}
+
+impl ConfigView for Namespace {
+    fn get(&self, id: &ConfigId) -> Option<&ConfigEntry> {
+        BTreeMap::get(self, id).map(Arc::as_ref)
+    }
+
+    fn of_kind(&self, kind: ConfigKind) -> Box<dyn Iterator<Item = (&str, &ConfigEntry)> + '_> {
+        let start = ConfigId::new(kind, "");
+        Box::new(
+            self.range(start..)
+                .take_while(move |(id, _)| id.kind == kind)
+                .map(|(id, e)| (id.name.as_str(), e.as_ref())),
+        )
+    }
+}
+
+impl DigestStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a config; returns the previous entry.
+    pub fn upsert(
+        &self,
+        namespace: &str,
+        id: ConfigId,
+        entry: ConfigEntry,
+    ) -> Option<Arc<ConfigEntry>> {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        namespaces
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(id, Arc::new(entry))
+    }
+
+    pub fn remove(&self, namespace: &str, id: &ConfigId) -> Option<Arc<ConfigEntry>> {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        let ns = namespaces.get_mut(namespace)?;
+        let old = ns.remove(id);
+        if ns.is_empty() {
+            namespaces.remove(namespace);
+        }
+        old
+    }
+
+    /// Replaces every config of one kind (after a full re-list); returns the entries that
+    /// disappeared or changed, so a watcher can act on what it missed.
+    pub fn replace_kind(&self, kind: ConfigKind, fresh: Vec<(String, String, ConfigEntry)>) {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        for ns in namespaces.values_mut() {
+            ns.retain(|id, _| id.kind != kind);
+        }
+        for (namespace, name, entry) in fresh {
+            namespaces
+                .entry(namespace)
+                .or_default()
+                .insert(ConfigId::new(kind, name), Arc::new(entry));
+        }
+        namespaces.retain(|_, ns| !ns.is_empty());
+    }
+
+    pub fn get(&self, namespace: &str, id: &ConfigId) -> Option<Arc<ConfigEntry>> {
+        let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
+        namespaces.get(namespace)?.get(id).cloned()
+    }
+
+    /// Runs `f` over a read view of one namespace. Keep `f` short and free of I/O.
+    pub fn with_namespace<R>(&self, namespace: &str, f: impl FnOnce(&dyn ConfigView) -> R) -> R {
+        static EMPTY: Namespace = BTreeMap::new();
+        let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
+        f(namespaces.get(namespace).unwrap_or(&EMPTY))
+    }
+
+    /// Number of configs held, by kind.
+    pub fn len(&self, kind: ConfigKind) -> usize {
+        let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
+        namespaces
+            .values()
+            .map(|ns| ns.keys().filter(|id| id.kind == kind).count())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    pub fn mark_synced(&self, kind: ConfigKind) {
+        self.synced[kind as usize].store(true, Ordering::Release);
+    }
+
+    /// True once both kinds have been fully listed.
+    pub fn is_synced(&self) -> bool {
+        self.synced.iter().all(|s| s.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(keys: &[(&str, &str)]) -> ConfigEntry {
+        ConfigEntry {
+            keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), ValueDigest::of(v.as_bytes())))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lean_config_keeps_digests_labels_and_policy_only() {
+        let cfg: LeanConfig = serde_json::from_value(json!({
+            "metadata": {"name": "s", "labels": {"a": "b"}, "annotations": {"reloader.stakater.com/match": "true"}},
+            "data": {"password": "aHVudGVyMg==", "escaped": "a\"b"},
+            "binaryData": {"blob": "AAE="},
+            "type": "Opaque"
+        }))
+        .unwrap();
+        let e = cfg.entry();
+        assert_eq!(e.keys.len(), 3);
+        assert_eq!(e.keys["password"], ValueDigest::of(b"aHVudGVyMg=="));
+        assert_eq!(e.keys["escaped"], ValueDigest::of(b"a\"b"));
+        assert!(e.policy.matched);
+        assert_eq!(e.labels["a"], "b");
+        assert!(!format!("{e:?}").contains("aHVudGVyMg"));
+    }
+
+    #[test]
+    fn changed_keys_lists_added_removed_and_changed() {
+        let old = entry(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let new = entry(&[("a", "1"), ("b", "changed"), ("d", "4")]);
+        assert_eq!(old.changed_keys(&new), vec!["b", "c", "d"]);
+        assert!(old.changed_keys(&old).is_empty());
+    }
+
+    #[test]
+    fn namespaces_and_kinds_are_separate() {
+        let store = DigestStore::new();
+        store.upsert(
+            "a",
+            ConfigId::new(ConfigKind::ConfigMap, "x"),
+            entry(&[("k", "1")]),
+        );
+        store.upsert(
+            "a",
+            ConfigId::new(ConfigKind::Secret, "x"),
+            entry(&[("k", "2")]),
+        );
+        store.upsert("a", ConfigId::new(ConfigKind::Secret, "y"), entry(&[]));
+        store.upsert("b", ConfigId::new(ConfigKind::ConfigMap, "x"), entry(&[]));
+        assert_eq!(store.len(ConfigKind::ConfigMap), 2);
+        assert_eq!(store.len(ConfigKind::Secret), 2);
+        let secrets: Vec<String> = store.with_namespace("a", |v| {
+            v.of_kind(ConfigKind::Secret)
+                .map(|(n, _)| n.to_owned())
+                .collect()
+        });
+        assert_eq!(secrets, vec!["x", "y"]);
+        let cms: Vec<String> = store.with_namespace("a", |v| {
+            v.of_kind(ConfigKind::ConfigMap)
+                .map(|(n, _)| n.to_owned())
+                .collect()
+        });
+        assert_eq!(cms, vec!["x"]);
+        assert!(store.with_namespace("none", |v| v.of_kind(ConfigKind::Secret).next().is_none()));
+        assert!(
+            store
+                .remove("b", &ConfigId::new(ConfigKind::ConfigMap, "x"))
+                .is_some()
+        );
+        assert_eq!(store.len(ConfigKind::ConfigMap), 1);
+    }
+
+    #[test]
+    fn replace_kind_drops_what_disappeared() {
+        let store = DigestStore::new();
+        store.upsert(
+            "a",
+            ConfigId::new(ConfigKind::ConfigMap, "gone"),
+            entry(&[]),
+        );
+        store.upsert("a", ConfigId::new(ConfigKind::Secret, "kept"), entry(&[]));
+        store.replace_kind(
+            ConfigKind::ConfigMap,
+            vec![("b".into(), "new".into(), entry(&[]))],
+        );
+        assert!(
+            store
+                .get("a", &ConfigId::new(ConfigKind::ConfigMap, "gone"))
+                .is_none()
+        );
+        assert!(
+            store
+                .get("a", &ConfigId::new(ConfigKind::Secret, "kept"))
+                .is_some()
+        );
+        assert!(
+            store
+                .get("b", &ConfigId::new(ConfigKind::ConfigMap, "new"))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn synced_only_after_both_kinds() {
+        let store = DigestStore::new();
+        assert!(!store.is_synced());
+        store.mark_synced(ConfigKind::ConfigMap);
+        assert!(!store.is_synced());
+        store.mark_synced(ConfigKind::Secret);
+        assert!(store.is_synced());
+    }
+}

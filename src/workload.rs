@@ -1,0 +1,306 @@
+//! Workload kinds, where each keeps its pod template, and lean views of the objects that
+//! deserialize only what the rules need (annotations, owner, references, current stamp).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::annotations::CONFIG_HASH;
+use crate::patch::MetadataShape;
+use crate::policy::Annotations;
+use crate::refs::{PodSpecRefs, null_default};
+
+/// The kinds whose pod templates kreload stamps and rolls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    CronJob,
+    Job,
+    Rollout,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 6] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::CronJob,
+        WorkloadKind::Job,
+        WorkloadKind::Rollout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::CronJob => "CronJob",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::Rollout => "Rollout",
+        }
+    }
+
+    /// The kind named by an admission request's `kind.kind` (group checked by the caller).
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// API group of the kind.
+    pub fn group(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => {
+                "apps"
+            }
+            WorkloadKind::CronJob | WorkloadKind::Job => "batch",
+            WorkloadKind::Rollout => "argoproj.io",
+        }
+    }
+
+    /// Path segments from the object to its pod template.
+    pub fn template_path(self) -> &'static [&'static str] {
+        match self {
+            WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template"],
+            _ => &["spec", "template"],
+        }
+    }
+
+    /// The same path as a JSON pointer.
+    pub fn template_pointer(self) -> &'static str {
+        match self {
+            WorkloadKind::CronJob => "/spec/jobTemplate/spec/template",
+            _ => "/spec/template",
+        }
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OwnerReference {
+    #[serde(deserialize_with = "null_default")]
+    pub api_version: String,
+    #[serde(deserialize_with = "null_default")]
+    pub kind: String,
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub controller: Option<bool>,
+}
+
+/// The parts of `metadata` the rules read.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LeanMeta {
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub generate_name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub namespace: String,
+    /// `None` when the field is absent or null (decides the patch's shape).
+    pub annotations: Option<Annotations>,
+    #[serde(deserialize_with = "null_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(deserialize_with = "null_default")]
+    pub owner_references: Vec<OwnerReference>,
+}
+
+impl LeanMeta {
+    pub fn annotations(&self) -> &Annotations {
+        static EMPTY: Annotations = Annotations::new();
+        self.annotations.as_ref().unwrap_or(&EMPTY)
+    }
+
+    pub fn stamp(&self) -> Option<&str> {
+        self.annotations().get(CONFIG_HASH).map(String::as_str)
+    }
+
+    pub fn controller(&self) -> Option<&OwnerReference> {
+        self.owner_references
+            .iter()
+            .find(|o| o.controller == Some(true))
+    }
+}
+
+/// A pod template: its metadata (if any) and the references of its spec.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LeanTemplate {
+    pub metadata: Option<LeanMeta>,
+    #[serde(deserialize_with = "null_default")]
+    pub spec: PodSpecRefs,
+}
+
+impl LeanTemplate {
+    pub fn shape(&self) -> MetadataShape {
+        match &self.metadata {
+            None => MetadataShape::NoMetadata,
+            Some(m) if m.annotations.is_none() => MetadataShape::NoAnnotations,
+            Some(_) => MetadataShape::Annotations,
+        }
+    }
+
+    pub fn annotations(&self) -> Option<&Annotations> {
+        self.metadata.as_ref().and_then(|m| m.annotations.as_ref())
+    }
+
+    pub fn stamp(&self) -> Option<&str> {
+        self.annotations()
+            .and_then(|a| a.get(CONFIG_HASH))
+            .map(String::as_str)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+struct LeanJobTemplate {
+    #[serde(deserialize_with = "null_default")]
+    spec: LeanJobSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+struct LeanJobSpec {
+    #[serde(deserialize_with = "null_default")]
+    template: LeanTemplate,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+struct LeanWorkloadSpec {
+    #[serde(deserialize_with = "null_default")]
+    template: LeanTemplate,
+    #[serde(deserialize_with = "null_default")]
+    job_template: LeanJobTemplate,
+}
+
+/// Any workload kind, read leanly: the template is found where the kind keeps it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LeanWorkload {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: LeanMeta,
+    #[serde(deserialize_with = "null_default")]
+    spec: LeanWorkloadSpec,
+}
+
+impl LeanWorkload {
+    pub fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
+        match kind {
+            WorkloadKind::CronJob => &self.spec.job_template.spec.template,
+            _ => &self.spec.template,
+        }
+    }
+}
+
+/// A pod, read leanly.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LeanPod {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: LeanMeta,
+    #[serde(deserialize_with = "null_default")]
+    pub spec: PodSpecRefs,
+}
+
+impl LeanPod {
+    pub fn shape(&self) -> MetadataShape {
+        if self.metadata.annotations.is_none() {
+            MetadataShape::NoAnnotations
+        } else {
+            MetadataShape::Annotations
+        }
+    }
+
+    /// The workload that owns this pod, as (kind, name), derived from the controller reference
+    /// without an API call: a Deployment's ReplicaSet is named `<deployment>-<pod-template-hash>`
+    /// and the pod carries that hash as a label; a CronJob's Job is `<cronjob>-<schedule time>`.
+    pub fn owner_workload(&self) -> Option<(WorkloadKind, String)> {
+        let owner = self.metadata.controller()?;
+        match owner.kind.as_str() {
+            "ReplicaSet" => {
+                let hash = self.metadata.labels.get("pod-template-hash")?;
+                let name = owner.name.strip_suffix(hash.as_str())?.strip_suffix('-')?;
+                Some((WorkloadKind::Deployment, name.to_owned()))
+            }
+            "StatefulSet" => Some((WorkloadKind::StatefulSet, owner.name.clone())),
+            "DaemonSet" => Some((WorkloadKind::DaemonSet, owner.name.clone())),
+            "Job" => Some((WorkloadKind::Job, owner.name.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn templates_are_found_per_kind() {
+        let deploy: LeanWorkload = serde_json::from_value(json!({
+            "metadata": {"name": "d", "annotations": {"reloader.stakater.com/auto": "true"}},
+            "spec": {"template": {"metadata": {"annotations": {CONFIG_HASH: "v1.a.b"}},
+                                  "spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "c"}}]}]}}}
+        }))
+        .unwrap();
+        let t = deploy.template(WorkloadKind::Deployment);
+        assert_eq!(t.stamp(), Some("v1.a.b"));
+        assert_eq!(t.spec.references().len(), 1);
+        assert_eq!(t.shape(), MetadataShape::Annotations);
+
+        let cron: LeanWorkload = serde_json::from_value(json!({
+            "metadata": {"name": "c"},
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {"volumes": [{"secret": {"secretName": "s"}}]}}}}}
+        }))
+        .unwrap();
+        let t = cron.template(WorkloadKind::CronJob);
+        assert_eq!(t.shape(), MetadataShape::NoMetadata);
+        assert_eq!(t.spec.references().len(), 1);
+        assert_eq!(
+            WorkloadKind::CronJob.template_pointer(),
+            "/spec/jobTemplate/spec/template"
+        );
+    }
+
+    #[test]
+    fn pod_owner_is_derived_from_the_controller_reference() {
+        let pod: LeanPod = serde_json::from_value(json!({
+            "metadata": {"labels": {"pod-template-hash": "5d9f7"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-api-5d9f7", "controller": true}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            pod.owner_workload(),
+            Some((WorkloadKind::Deployment, "web-api".into()))
+        );
+        assert_eq!(pod.shape(), MetadataShape::NoAnnotations);
+
+        let orphan: LeanPod = serde_json::from_value(
+            json!({"metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "x"}]}}),
+        )
+        .unwrap();
+        assert_eq!(orphan.owner_workload(), None);
+        let sts: LeanPod = serde_json::from_value(json!({"metadata": {"ownerReferences": [{"kind": "StatefulSet", "name": "db", "controller": true}]}})).unwrap();
+        assert_eq!(
+            sts.owner_workload(),
+            Some((WorkloadKind::StatefulSet, "db".into()))
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in WorkloadKind::ALL {
+            assert_eq!(WorkloadKind::from_kind(k.as_str()), Some(k));
+        }
+        assert_eq!(WorkloadKind::from_kind("ReplicaSet"), None);
+    }
+}
