@@ -443,7 +443,11 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        store.upsert("ns", ConfigId::new(ConfigKind::ConfigMap, "app"), entry);
+        store.upsert(
+            "ns",
+            ConfigId::new(ConfigKind::ConfigMap, "app"),
+            Arc::new(entry),
+        );
         store.mark_synced(ConfigKind::ConfigMap);
         store.mark_synced(ConfigKind::Secret);
         Admission {

@@ -5,13 +5,21 @@
 
 pub mod admission;
 pub mod annotations;
+pub mod cli;
+pub mod configwatch;
 pub mod decide;
+pub mod key;
+pub mod metrics;
 pub mod model;
 pub mod patch;
 pub mod policy;
 pub mod refs;
+pub mod run;
 pub mod selector;
+pub mod server;
 pub mod stamp;
 pub mod store;
+pub mod tls;
 pub mod trigger;
+pub mod webhooks;
 pub mod workload;

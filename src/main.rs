@@ -1,1 +1,13 @@
-fn main() {}
+use clap::Parser;
+use kreload::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            kreload::run::init_logging(args.log_format, &args.log_level)?;
+            kreload::run::run(args).await
+        }
+    }
+}

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use crate::model::{ConfigId, ConfigKind, ValueDigest};
 use crate::policy::{self, ConfigPolicy};
 use crate::refs::null_default;
-use crate::workload::LeanMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::borrow::Cow;
+use std::marker::PhantomData;
 
 /// What kreload keeps of one config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,21 +56,48 @@ impl<'de> Deserialize<'de> for DigestedValue {
     }
 }
 
-/// A ConfigMap or Secret as kreload reads it: metadata and value digests only.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct LeanConfig {
-    #[serde(deserialize_with = "null_default")]
-    pub metadata: LeanMeta,
-    #[serde(deserialize_with = "null_default")]
-    pub data: BTreeMap<String, DigestedValue>,
-    #[serde(deserialize_with = "null_default")]
-    pub binary_data: BTreeMap<String, DigestedValue>,
+/// Names the config kind a [`WatchedConfig`] is read as.
+pub trait ConfigKindMarker: Clone + std::fmt::Debug + Send + Sync + 'static {
+    const KIND: ConfigKind;
+    const PLURAL: &'static str;
 }
 
-impl LeanConfig {
+#[derive(Clone, Debug)]
+pub struct ConfigMapKind;
+impl ConfigKindMarker for ConfigMapKind {
+    const KIND: ConfigKind = ConfigKind::ConfigMap;
+    const PLURAL: &'static str = "configmaps";
+}
+
+#[derive(Clone, Debug)]
+pub struct SecretKind;
+impl ConfigKindMarker for SecretKind {
+    const KIND: ConfigKind = ConfigKind::Secret;
+    const PLURAL: &'static str = "secrets";
+}
+
+/// A ConfigMap or Secret as kreload watches it: metadata and value digests only.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchedConfig<K: ConfigKindMarker> {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "null_default")]
+    pub data: BTreeMap<String, DigestedValue>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub binary_data: BTreeMap<String, DigestedValue>,
+    #[serde(skip)]
+    kind: PhantomData<K>,
+}
+
+impl<K: ConfigKindMarker> WatchedConfig<K> {
+    pub fn id(&self) -> ConfigId {
+        ConfigId::new(K::KIND, self.metadata.name.clone().unwrap_or_default())
+    }
+
     pub fn entry(self) -> ConfigEntry {
-        let policy = policy::parse_config(self.metadata.annotations()).value;
+        let annotations = self.metadata.annotations.unwrap_or_default();
+        let policy = policy::parse_config(&annotations).value;
         let keys = self
             .data
             .into_iter()
@@ -76,14 +105,46 @@ impl LeanConfig {
             .map(|(k, v)| (k, v.0))
             .collect();
         ConfigEntry {
-            labels: self.metadata.labels,
+            labels: self.metadata.labels.unwrap_or_default(),
             policy,
             keys,
         }
     }
 }
 
+impl<K: ConfigKindMarker> kube::Resource for WatchedConfig<K> {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(K::KIND.as_str())
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(K::PLURAL)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 type Namespace = BTreeMap<ConfigId, Arc<ConfigEntry>>;
+
+/// A difference found by a re-list: namespace, config, entry before, entry after.
+pub type Changed = (
+    String,
+    ConfigId,
+    Option<Arc<ConfigEntry>>,
+    Option<Arc<ConfigEntry>>,
+);
 
 /// Configs by namespace.
 #[derive(Default)]
@@ -124,13 +185,13 @@ impl DigestStore {
         &self,
         namespace: &str,
         id: ConfigId,
-        entry: ConfigEntry,
+        entry: Arc<ConfigEntry>,
     ) -> Option<Arc<ConfigEntry>> {
         let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
         namespaces
             .entry(namespace.to_owned())
             .or_default()
-            .insert(id, Arc::new(entry))
+            .insert(id, entry)
     }
 
     pub fn remove(&self, namespace: &str, id: &ConfigId) -> Option<Arc<ConfigEntry>> {
@@ -143,20 +204,38 @@ impl DigestStore {
         old
     }
 
-    /// Replaces every config of one kind (after a full re-list); returns the entries that
-    /// disappeared or changed, so a watcher can act on what it missed.
-    pub fn replace_kind(&self, kind: ConfigKind, fresh: Vec<(String, String, ConfigEntry)>) {
+    /// Replaces every config of one kind (after a full re-list) and returns what differs from
+    /// before, as (namespace, id, old, new), so a watcher can act on what it missed.
+    pub fn replace_kind(
+        &self,
+        kind: ConfigKind,
+        fresh: Vec<(String, String, ConfigEntry)>,
+    ) -> Vec<Changed> {
         let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
-        for ns in namespaces.values_mut() {
-            ns.retain(|id, _| id.kind != kind);
+        let mut old: HashMap<(String, ConfigId), Arc<ConfigEntry>> = HashMap::new();
+        for (namespace, ns) in namespaces.iter_mut() {
+            let ids: Vec<ConfigId> = ns.keys().filter(|id| id.kind == kind).cloned().collect();
+            for id in ids {
+                let entry = ns.remove(&id).expect("listed above");
+                old.insert((namespace.clone(), id), entry);
+            }
         }
+        let mut changed = Vec::new();
         for (namespace, name, entry) in fresh {
-            namespaces
-                .entry(namespace)
-                .or_default()
-                .insert(ConfigId::new(kind, name), Arc::new(entry));
+            let id = ConfigId::new(kind, name);
+            let entry = Arc::new(entry);
+            let before = old.remove(&(namespace.clone(), id.clone()));
+            if before.as_deref() != Some(&entry) {
+                changed.push((namespace.clone(), id.clone(), before, Some(entry.clone())));
+            }
+            namespaces.entry(namespace).or_default().insert(id, entry);
         }
+        changed.extend(
+            old.into_iter()
+                .map(|((namespace, id), before)| (namespace, id, Some(before), None)),
+        );
         namespaces.retain(|_, ns| !ns.is_empty());
+        changed
     }
 
     pub fn get(&self, namespace: &str, id: &ConfigId) -> Option<Arc<ConfigEntry>> {
@@ -191,6 +270,10 @@ impl DigestStore {
         self.synced[kind as usize].store(true, Ordering::Release);
     }
 
+    pub fn is_kind_synced(&self, kind: ConfigKind) -> bool {
+        self.synced[kind as usize].load(Ordering::Acquire)
+    }
+
     /// True once both kinds have been fully listed.
     pub fn is_synced(&self) -> bool {
         self.synced.iter().all(|s| s.load(Ordering::Acquire))
@@ -214,13 +297,14 @@ mod tests {
 
     #[test]
     fn lean_config_keeps_digests_labels_and_policy_only() {
-        let cfg: LeanConfig = serde_json::from_value(json!({
+        let cfg: WatchedConfig<SecretKind> = serde_json::from_value(json!({
             "metadata": {"name": "s", "labels": {"a": "b"}, "annotations": {"reloader.stakater.com/match": "true"}},
             "data": {"password": "aHVudGVyMg==", "escaped": "a\"b"},
             "binaryData": {"blob": "AAE="},
             "type": "Opaque"
         }))
         .unwrap();
+        assert_eq!(cfg.id(), ConfigId::new(ConfigKind::Secret, "s"));
         let e = cfg.entry();
         assert_eq!(e.keys.len(), 3);
         assert_eq!(e.keys["password"], ValueDigest::of(b"aHVudGVyMg=="));
@@ -244,15 +328,23 @@ mod tests {
         store.upsert(
             "a",
             ConfigId::new(ConfigKind::ConfigMap, "x"),
-            entry(&[("k", "1")]),
+            Arc::new(entry(&[("k", "1")])),
         );
         store.upsert(
             "a",
             ConfigId::new(ConfigKind::Secret, "x"),
-            entry(&[("k", "2")]),
+            Arc::new(entry(&[("k", "2")])),
         );
-        store.upsert("a", ConfigId::new(ConfigKind::Secret, "y"), entry(&[]));
-        store.upsert("b", ConfigId::new(ConfigKind::ConfigMap, "x"), entry(&[]));
+        store.upsert(
+            "a",
+            ConfigId::new(ConfigKind::Secret, "y"),
+            Arc::new(entry(&[])),
+        );
+        store.upsert(
+            "b",
+            ConfigId::new(ConfigKind::ConfigMap, "x"),
+            Arc::new(entry(&[])),
+        );
         assert_eq!(store.len(ConfigKind::ConfigMap), 2);
         assert_eq!(store.len(ConfigKind::Secret), 2);
         let secrets: Vec<String> = store.with_namespace("a", |v| {
@@ -282,9 +374,13 @@ mod tests {
         store.upsert(
             "a",
             ConfigId::new(ConfigKind::ConfigMap, "gone"),
-            entry(&[]),
+            Arc::new(entry(&[])),
         );
-        store.upsert("a", ConfigId::new(ConfigKind::Secret, "kept"), entry(&[]));
+        store.upsert(
+            "a",
+            ConfigId::new(ConfigKind::Secret, "kept"),
+            Arc::new(entry(&[])),
+        );
         store.replace_kind(
             ConfigKind::ConfigMap,
             vec![("b".into(), "new".into(), entry(&[]))],
