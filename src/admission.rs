@@ -286,6 +286,7 @@ impl Admission {
     pub fn mutate(&self, body: &[u8]) -> Result<Answer, ReviewError> {
         let req = parse(body)?;
         let verdict = self.mutate_request(&req).unwrap_or_else(|v| v);
+        log(&req, "mutate", &verdict);
         Ok(answer(&req.uid, verdict))
     }
 
@@ -339,6 +340,7 @@ impl Admission {
     pub fn validate(&self, body: &[u8]) -> Result<Answer, ReviewError> {
         let req = parse(body)?;
         let verdict = self.validate_request(&req).unwrap_or_else(|v| v);
+        log(&req, "validate", &verdict);
         Ok(answer(&req.uid, verdict))
     }
 
@@ -394,6 +396,19 @@ impl Admission {
                 }
             });
     }
+}
+
+/// One debug line per review: who and what, never the object.
+fn log(req: &Request, webhook: &str, verdict: &Verdict) {
+    tracing::debug!(
+        webhook,
+        uid = req.uid,
+        kind = req.kind.kind,
+        namespace = req.namespace,
+        operation = req.operation,
+        outcome = verdict.outcome.as_str(),
+        "admission review answered"
+    );
 }
 
 fn patched(patch: serde_json::Value) -> Verdict {

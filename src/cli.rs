@@ -80,4 +80,8 @@ pub struct RunArgs {
     /// Log level (error, warn, info, debug, trace), or a tracing filter directive.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+
+    /// Exit when standard input closes: lets a test or a supervisor tie kreload's life to its own.
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_close: bool,
 }

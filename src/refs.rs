@@ -84,6 +84,8 @@ pub struct NameRef {
 #[serde(rename_all = "camelCase", default)]
 pub struct VolumeRefs {
     #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_default")]
     pub config_map: Option<ConfigMapSource>,
     #[serde(deserialize_with = "null_default")]
     pub secret: Option<SecretSource>,
@@ -121,6 +123,9 @@ pub struct ProjectedSource {
 pub struct ProjectionRefs {
     #[serde(deserialize_with = "null_default")]
     pub config_map: Option<ConfigMapSource>,
+    /// Present (whatever its content) in the service-account volume the API server injects.
+    #[serde(deserialize_with = "null_default")]
+    pub service_account_token: Option<serde::de::IgnoredAny>,
     #[serde(deserialize_with = "null_default")]
     pub secret: Option<ConfigMapSource>,
 }
@@ -185,6 +190,20 @@ fn items_consumption(items: &[KeyToPath]) -> Consumption {
     }
 }
 
+impl VolumeRefs {
+    /// The `kube-api-access-*` volume that the API server's ServiceAccount admission adds to
+    /// every pod (token, `kube-root-ca.crt`, namespace). It is not in the workload's template, so
+    /// counting it would make a pod's stamp differ from its template's; and the kubelet keeps it
+    /// current itself, so a change to it never needs a roll.
+    fn is_injected_service_account_volume(&self) -> bool {
+        self.name.starts_with("kube-api-access-")
+            && self
+                .projected
+                .as_ref()
+                .is_some_and(|p| p.sources.iter().any(|s| s.service_account_token.is_some()))
+    }
+}
+
 impl PodSpecRefs {
     /// The configs this spec consumes (containers and init containers; volumes, projected
     /// sources, `envFrom`, `valueFrom`).
@@ -211,7 +230,11 @@ impl PodSpecRefs {
                 }
             }
         }
-        for v in &self.volumes {
+        for v in self
+            .volumes
+            .iter()
+            .filter(|v| !v.is_injected_service_account_volume())
+        {
             if let Some(cm) = &v.config_map {
                 add(
                     &mut refs,
@@ -334,6 +357,19 @@ mod tests {
             "containers": [{"envFrom": [{"configMapRef": {"name": "app"}}, {"secretRef": {"name": "app"}}]}]
         }));
         assert_eq!(refs.len(), 2);
+    }
+
+    #[test]
+    fn the_injected_service_account_volume_is_not_a_reference() {
+        let injected = json!({"name": "kube-api-access-x7k2p", "projected": {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}
+        ]}});
+        assert!(refs_of(json!({"volumes": [injected]})).is_empty());
+        // A user's own volume that projects kube-root-ca.crt is a reference like any other.
+        let own = json!({"name": "ca", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt"}}]}});
+        assert_eq!(refs_of(json!({"volumes": [own]})).len(), 1);
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
         .with_context(|| format!("invalid --log-level {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -91,14 +92,36 @@ async fn ensure_namespace(client: Client, name: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-    tracing::info!("shutting down");
+/// Resolves on SIGTERM or SIGINT (or, with `--exit-on-stdin-close`, when stdin closes); every
+/// clone resolves together.
+fn shutdown_signal(stdin: bool) -> impl std::future::Future<Output = ()> + Clone + Send + 'static {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        let stdin_closed = async {
+            if !stdin {
+                return std::future::pending().await;
+            }
+            let mut buf = [0u8; 64];
+            let mut input = tokio::io::stdin();
+            while tokio::io::AsyncReadExt::read(&mut input, &mut buf)
+                .await
+                .is_ok_and(|n| n > 0)
+            {}
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+            () = stdin_closed => {},
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    let mut rx = rx;
+    futures::FutureExt::shared(Box::pin(async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }))
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -170,10 +193,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let limits = Limits::default();
     let router = server::admission_router(admission, metrics.clone(), &limits);
+    let shutdown = shutdown_signal(args.exit_on_stdin_close);
     tokio::spawn(server::serve_plain(
         health,
         server::health_router(readiness, store.clone(), metrics),
-        shutdown_signal(),
+        shutdown.clone(),
     ));
 
     if let Some(ca) = local_ca {
@@ -192,7 +216,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tls::server_config(resolver),
         router,
         limits,
-        shutdown_signal(),
+        shutdown,
     )
     .await;
     Ok(())

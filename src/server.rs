@@ -102,7 +102,12 @@ pub fn admission_router(
         .route(VALIDATE_PATH, post(validate))
         .route("/noop", post(|| async { StatusCode::OK }))
         .with_state(AppState { admission, metrics })
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Refuses an oversized Content-Length at once (413) without reading the body; a chunked
+        // body is cut off at the limit with the same status.
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            limits.max_body_bytes,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

@@ -1,0 +1,343 @@
+//! Helpers shared by the end-to-end tests: a client for the harness cluster, a throwaway
+//! namespace per test, kreload as a child process, and waits on real cluster state.
+//!
+//! The tests need the harness control plane (`tests/cluster/up`). Without it they fail with a
+//! message that says how to start it; they never skip.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+/// Where `tests/cluster/up` writes the admin kubeconfig, unless KRELOAD_TEST_KUBECONFIG says.
+pub fn kubeconfig_path() -> PathBuf {
+    if let Ok(p) = std::env::var("KRELOAD_TEST_KUBECONFIG") {
+        return PathBuf::from(p);
+    }
+    let state = std::env::var("KRELOAD_CLUSTER_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".state/cluster"));
+    state.join("admin.kubeconfig")
+}
+
+fn no_cluster(detail: impl std::fmt::Display) -> ! {
+    panic!(
+        "no harness cluster reachable ({detail}).\n\
+         Start one with `tests/cluster/up` (it prints the kubeconfig path), or point \
+         KRELOAD_TEST_KUBECONFIG at an admin kubeconfig. End-to-end tests never skip."
+    )
+}
+
+/// A client for the harness cluster; panics with instructions when there is none.
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| no_cluster(format!("cannot read {}: {e}", path.display())));
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap_or_else(|e| no_cluster(e));
+    let client = Client::try_from(config).unwrap_or_else(|e| no_cluster(e));
+    if let Err(e) = client.apiserver_version().await {
+        no_cluster(format!("{} does not answer: {e}", path.display()));
+    }
+    client
+}
+
+/// A namespace for one test, deleted when dropped (best effort, in the background).
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        let suffix: u32 = rand_suffix();
+        let name = format!("{prefix}-{suffix:08x}");
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("kreload-e2e".to_string(), "true".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        // Pods need the default ServiceAccount, which the controller manager creates.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        wait_for(
+            "the default ServiceAccount",
+            Duration::from_secs(30),
+            || async { sa.get_opt("default").await.ok().flatten().map(|_| ()) },
+        )
+        .await;
+        TestNamespace {
+            name,
+            client: client.clone(),
+        }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let name = self.name.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            });
+        }
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish() as u32
+}
+
+/// Polls `check` until it returns `Some`, or panics naming what was awaited.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A Deployment of `replicas` pods (kwok fakes the containers) with the given template spec.
+pub fn deployment(
+    name: &str,
+    replicas: i32,
+    annotations: serde_json::Value,
+    pod_spec: serde_json::Value,
+) -> Deployment {
+    let mut spec = pod_spec;
+    if spec.get("containers").is_none() {
+        spec["containers"] = json!([{"name": "app", "image": "registry.invalid/app:1"}]);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": spec}
+        }
+    }))
+    .expect("valid Deployment")
+}
+
+/// The ReplicaSets a Deployment owns.
+pub async fn replica_sets(ns: &TestNamespace, deployment: &str) -> Vec<ReplicaSet> {
+    let api: Api<ReplicaSet> = ns.api();
+    let list = api
+        .list(&ListParams::default().labels(&format!("app={deployment}")))
+        .await
+        .expect("list ReplicaSets");
+    list.items
+        .into_iter()
+        .filter(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|o| o.kind == "Deployment" && o.name == deployment)
+        })
+        .collect()
+}
+
+/// Waits until the Deployment's rollout is complete: the newest generation observed, every
+/// replica updated and available, and no old ReplicaSet keeping pods.
+pub async fn wait_rollout(ns: &TestNamespace, name: &str) -> Deployment {
+    let api: Api<Deployment> = ns.api();
+    wait_for(
+        &format!("Deployment {}/{name} to finish rolling out", ns.name),
+        Duration::from_secs(90),
+        || async {
+            let d = api.get(name).await.ok()?;
+            let want = d.spec.as_ref()?.replicas.unwrap_or(1);
+            let st = d.status.as_ref()?;
+            let done = st.observed_generation >= d.metadata.generation
+                && st.updated_replicas.unwrap_or(0) == want
+                && st.ready_replicas.unwrap_or(0) == want
+                && st.available_replicas.unwrap_or(0) == want
+                && st.replicas.unwrap_or(0) == want;
+            if !done {
+                return None;
+            }
+            // Exactly one ReplicaSet keeps pods (the current one, all available); every old one is at 0.
+            let sets = replica_sets(ns, name).await;
+            let with_pods: Vec<_> = sets
+                .iter()
+                .filter(|rs| rs.status.as_ref().is_some_and(|s| s.replicas > 0))
+                .collect();
+            let settled = with_pods.len() == 1
+                && with_pods[0]
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0)
+                    == want;
+            settled.then_some(d)
+        },
+    )
+    .await
+}
+
+/// The pods of a Deployment (by its app label), with their readiness.
+pub async fn pods(ns: &TestNamespace, app: &str) -> Vec<Pod> {
+    let api: Api<Pod> = ns.api();
+    api.list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .expect("list pods")
+        .items
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A running kreload (`kreload run --local`) as a child process, logging to a file. It exits
+/// when stopped, or when the test process dies (its stdin closes).
+pub struct Kreload {
+    child: std::sync::Mutex<std::process::Child>,
+    pub log: PathBuf,
+    pub health: String,
+    /// `host:port` of the HTTPS admission server.
+    pub admission: String,
+}
+
+impl Kreload {
+    pub fn start(extra: &[&str]) -> Kreload {
+        let log = std::env::temp_dir().join(format!(
+            "kreload-e2e-{}-{:08x}.log",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let health_port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kreload"))
+            .args(["run", "--local", "--exit-on-stdin-close", "--health-listen"])
+            .arg(format!("127.0.0.1:{health_port}"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig_path())
+            .args(extra)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create kreload log"))
+            .spawn()
+            .expect("start kreload");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("webhook configurations point here") {
+                let admission = text
+                    .lines()
+                    .find_map(|l| l.split("admission=").nth(1))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .expect("kreload logs its admission address")
+                    .to_owned();
+                return Kreload {
+                    child: std::sync::Mutex::new(child),
+                    log,
+                    health: format!("http://127.0.0.1:{health_port}"),
+                    admission,
+                };
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("kreload did not register its webhooks within 60s; log:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(&self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One kreload shared by every test of a test binary (tests run in parallel; kreload's webhook
+/// configurations are cluster-wide, so one instance serves them all).
+pub fn shared_kreload() -> &'static Kreload {
+    static KRELOAD: std::sync::OnceLock<Kreload> = std::sync::OnceLock::new();
+    KRELOAD.get_or_init(|| Kreload::start(&["--log-level", "debug"]))
+}
+
+/// Runs the harness kubectl; returns (success, stdout, stderr).
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/kubectl"),
+    )
+    .args(args)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("run tests/cluster/kubectl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
