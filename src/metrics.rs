@@ -21,11 +21,14 @@ struct Histogram {
     count: u64,
 }
 
+/// A counter's name and its fixed label pairs.
+type CounterKey = (&'static str, Vec<(&'static str, &'static str)>);
+
 /// Counters and histograms, keyed by their fixed label values.
 #[derive(Default)]
 pub struct Metrics {
     admission: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
-    counters: Mutex<BTreeMap<(&'static str, Vec<(&'static str, &'static str)>), u64>>,
+    counters: Mutex<BTreeMap<CounterKey, u64>>,
 }
 
 impl Metrics {

@@ -123,7 +123,10 @@ mod tests {
 
     type Ns = BTreeMap<ConfigId, Arc<ConfigEntry>>;
 
-    fn ns(configs: &[(ConfigKind, &str, &[(&str, &str)], ConfigPolicy)]) -> Ns {
+    /// (kind, name, key/value pairs, policy) of each config.
+    type Fixture<'a> = (ConfigKind, &'a str, &'a [(&'a str, &'a str)], ConfigPolicy);
+
+    fn ns(configs: &[Fixture]) -> Ns {
         configs
             .iter()
             .map(|(kind, name, keys, policy)| {

@@ -244,6 +244,9 @@ pub struct Kreload {
 }
 
 impl Kreload {
+    // The child is kept in the returned handle and waited for in `stop` (or exits with the test
+    // process when its stdin closes), which the lint cannot see.
+    #[allow(clippy::zombie_processes)]
     pub fn start(extra: &[&str]) -> Kreload {
         let log = std::env::temp_dir().join(format!(
             "kreload-e2e-{}-{:08x}.log",
@@ -251,7 +254,7 @@ impl Kreload {
             rand_suffix()
         ));
         let health_port = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kreload"))
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kreload"))
             .args(["run", "--local", "--exit-on-stdin-close", "--health-listen"])
             .arg(format!("127.0.0.1:{health_port}"))
             .arg("--kubeconfig")
@@ -281,6 +284,8 @@ impl Kreload {
                 };
             }
             if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
                 panic!("kreload did not register its webhooks within 60s; log:\n{text}");
             }
             std::thread::sleep(Duration::from_millis(100));
