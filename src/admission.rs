@@ -3,13 +3,16 @@
 //! The HTTP shell only enforces limits and maps [`ReviewError`] to a status code. Everything
 //! here reads the digest store (a short read lock) and never calls the API server.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::index::StampLocation;
 use crate::model::{ConfigId, ConfigKind};
+use crate::namespaces::NamespaceFilter;
 use crate::patch::stamp_patch;
 use crate::policy::{self, Warning, WorkloadPolicy};
 use crate::refs::References;
@@ -55,6 +58,10 @@ pub struct Admission {
     pub store: Arc<DigestStore>,
     pub filters: Filters,
     pub workloads: Arc<dyn WorkloadPolicies>,
+    /// Namespaces kreload acts in; elsewhere nothing is stamped.
+    pub namespaces: Arc<NamespaceFilter>,
+    /// Workload kinds never rolled (`--ignored-workload-types`), so never stamped either.
+    pub ignored_workloads: BTreeSet<WorkloadKind>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +91,8 @@ struct Request<'a> {
     operation: String,
     #[serde(borrow, default)]
     object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    old_object: Option<&'a RawValue>,
 }
 
 #[derive(Serialize)]
@@ -304,6 +313,9 @@ impl Admission {
             } else {
                 &req.namespace
             };
+            if !self.namespaces.is_watched(namespace) {
+                return Ok(Verdict::allow());
+            }
             let stamp = self.pod_stamp(namespace, &pod);
             if pod.metadata.stamp() == Some(stamp.as_str()) {
                 return Ok(Verdict::allow());
@@ -313,6 +325,9 @@ impl Admission {
         let Some(kind) = workload_kind(&req.kind) else {
             return Err(unsupported(req));
         };
+        if self.ignored_workloads.contains(&kind) || !self.namespaces.is_watched(&req.namespace) {
+            return Ok(Verdict::allow());
+        }
         let workload: LeanWorkload = object(req)?;
         let template = workload.template(kind);
         let parsed =
@@ -321,19 +336,40 @@ impl Admission {
         let Some(stamp) = self.workload_stamp(&req.namespace, &parsed.value, &refs) else {
             return Ok(Verdict::allow());
         };
-        match template.stamp() {
-            Some(current) if current == stamp => Ok(Verdict::allow()),
-            // A stamp from another recipe or key is an unknown baseline: re-stamping it here would
-            // roll the workload for no change, so it is left until a real change.
-            Some(foreign) if !self.key.is_current(foreign) && req.operation == "UPDATE" => {
-                Ok(Verdict::allow())
+        let location = StampLocation::of(kind, &parsed.value);
+        let stamp_of = |w: &LeanWorkload| -> Option<String> {
+            match location {
+                StampLocation::Template => w.template(kind).stamp().map(str::to_owned),
+                StampLocation::Object => w.metadata.stamp().map(str::to_owned),
             }
-            _ => Ok(patched(stamp_patch(
-                kind.template_pointer(),
-                template.shape(),
-                &stamp,
-            ))),
+        };
+        let current = stamp_of(&workload);
+        if req.operation == "UPDATE" {
+            if let Some(current) = &current {
+                // A stamp from another recipe or key is an unknown baseline: re-stamping it here
+                // would roll the workload for no change, so it is left until a real change.
+                if !self.key.is_current(current) {
+                    return Ok(Verdict::allow());
+                }
+                // A stamp this very request writes (the watcher's roll) is kept: a replica whose
+                // store lags must not undo it.
+                let old = req
+                    .old_object
+                    .and_then(|raw| serde_json::from_str::<LeanWorkload>(raw.get()).ok());
+                if old.as_ref().and_then(stamp_of).as_ref() != Some(current) {
+                    return Ok(Verdict::allow());
+                }
+            }
         }
+        if current.as_deref() == Some(stamp.as_str()) {
+            return Ok(Verdict::allow());
+        }
+        Ok(patched(match location {
+            StampLocation::Template => {
+                stamp_patch(kind.template_pointer(), template.shape(), &stamp)
+            }
+            StampLocation::Object => stamp_patch("", workload_shape(&workload), &stamp),
+        }))
     }
 
     /// The validating webhook.
@@ -411,6 +447,14 @@ fn log(req: &Request, webhook: &str, verdict: &Verdict) {
     );
 }
 
+fn workload_shape(w: &LeanWorkload) -> crate::patch::MetadataShape {
+    if w.metadata.annotations.is_some() {
+        crate::patch::MetadataShape::Annotations
+    } else {
+        crate::patch::MetadataShape::NoAnnotations
+    }
+}
+
 fn patched(patch: serde_json::Value) -> Verdict {
     Verdict {
         outcome: Outcome::Patched,
@@ -470,6 +514,8 @@ mod tests {
             store,
             filters: Filters::default(),
             workloads: Arc::new(NoWorkloads),
+            namespaces: Arc::default(),
+            ignored_workloads: BTreeSet::new(),
         }
     }
 

@@ -3,9 +3,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::annotations::DEFAULT_NAMESPACE;
+
+/// Durations in Go's notation, as Reloader's flags take them ("1s", "500ms", "1m30s").
+fn duration(s: &str) -> Result<Duration, String> {
+    crate::policy::parse_go_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 1s, 500ms, 2m)"))
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,16 +70,70 @@ pub struct RunArgs {
     pub tls_key_file: Option<PathBuf>,
 
     /// Roll on any referenced config change even without annotations (`auto: "false"` opts out).
-    #[arg(long, default_value_t = false)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub auto_reload_all: bool,
 
     /// Config kinds to ignore: configMaps or secrets.
     #[arg(long, value_delimiter = ',')]
     pub resources_to_ignore: Vec<String>,
 
+    /// Workload kinds never rolled: deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts.
+    #[arg(long, value_delimiter = ',')]
+    pub ignored_workload_types: Vec<String>,
+
+    /// Only act in these namespaces (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Never act in these namespaces.
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces_to_ignore: Vec<String>,
+
+    /// Only act in namespaces whose labels match this selector.
+    #[arg(long)]
+    pub namespace_selector: Option<String>,
+
     /// Only configs whose labels match this selector trigger anything.
     #[arg(long)]
     pub resource_label_selector: Option<String>,
+
+    /// Roll when a config that a workload uses is created.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub reload_on_create: bool,
+
+    /// Roll when a config that a workload uses is deleted.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub reload_on_delete: bool,
+
+    /// Changes for one workload within this window become one roll ("0s" disables).
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub coalesce_window: Duration,
+
+    /// Storm guard: a workload rolls at most once per interval; later changes are deferred and
+    /// merged into the next roll, never dropped ("0s" disables).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub min_roll_interval: Duration,
+
+    /// Several replicas: elect one, through a Lease in kreload's namespace, to roll workloads
+    /// (all serve admission).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub enable_ha: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "kreload")]
+    pub lease_name: String,
+
+    /// How long a leader's lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+
+    /// This replica's identity in the Lease and in Events (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Name of the webhook configurations kreload registers in local mode.
+    #[arg(long, default_value = "kreload")]
+    pub webhook_config_name: String,
 
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]

@@ -29,6 +29,7 @@ type CounterKey = (&'static str, Vec<(&'static str, &'static str)>);
 pub struct Metrics {
     admission: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
     counters: Mutex<BTreeMap<CounterKey, u64>>,
+    gauges: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 impl Metrics {
@@ -49,6 +50,13 @@ impl Metrics {
     pub fn count(&self, name: &'static str, labels: &[(&'static str, &'static str)], n: u64) {
         let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((name, labels.to_vec())).or_default() += n;
+    }
+
+    pub fn set_gauge(&self, name: &'static str, value: i64) {
+        self.gauges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, value);
     }
 
     pub fn render(&self, store: &DigestStore) -> String {
@@ -93,6 +101,9 @@ impl Metrics {
             }
             let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
             let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+        }
+        for (name, value) in self.gauges.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "# TYPE {name} gauge\n{name} {value}");
         }
         out.push_str("# HELP kreload_store_configs Configs held in the digest store, by kind.\n# TYPE kreload_store_configs gauge\n");
         for kind in ConfigKind::ALL {

@@ -11,18 +11,28 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
-use crate::admission::{Admission, NoWorkloads};
+use crate::admission::Admission;
 use crate::cli::{LogFormat, RunArgs};
 use crate::configwatch;
+use crate::index::WorkloadIndex;
 use crate::key;
+use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::model::ConfigKind;
+use crate::namespaces::{self, NamespaceFilter};
+use crate::reloader::{ReloadSettings, Reloader};
 use crate::selector::Selector;
 use crate::server::{self, Limits, Readiness};
 use crate::store::{ConfigMapKind, DigestStore, SecretKind};
 use crate::tls::{self, CertFiles, CertResolver, GeneratedCerts};
 use crate::trigger::Filters;
 use crate::webhooks;
+use crate::workload::WorkloadKind;
+use crate::workloadwatch::{
+    self, CronJobKind, DaemonSetKind, DeploymentKind, JobKind, RolloutKind, StatefulSetKind,
+    WorkloadKindMarker, WorkloadSync,
+};
+use tokio::sync::{mpsc, watch};
 
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
@@ -124,33 +134,168 @@ fn shutdown_signal(stdin: bool) -> impl std::future::Future<Output = ()> + Clone
     }))
 }
 
+fn workload_kinds(names: &[String]) -> anyhow::Result<BTreeSet<WorkloadKind>> {
+    names
+        .iter()
+        .map(|n| {
+            WorkloadKind::ALL
+                .into_iter()
+                .find(|k| k.plural().eq_ignore_ascii_case(n) || k.as_str().eq_ignore_ascii_case(n))
+                .with_context(|| format!("--ignored-workload-types: unknown kind {n:?} (deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts)"))
+        })
+        .collect()
+}
+
+fn namespace_filter(args: &RunArgs) -> anyhow::Result<NamespaceFilter> {
+    let selector = args
+        .namespace_selector
+        .as_deref()
+        .map(str::parse::<Selector>)
+        .transpose()?;
+    let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
+    Ok(NamespaceFilter::new(
+        set(&args.namespaces),
+        set(&args.namespaces_to_ignore),
+        selector,
+    ))
+}
+
+/// Whether the Argo Rollouts CRD is served (discovered once, at start).
+async fn rollouts_served(client: &Client) -> bool {
+    match client
+        .list_api_group_resources("argoproj.io/v1alpha1")
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.name == "rollouts"),
+        Err(_) => false,
+    }
+}
+
+/// Starts a workload watch for one kind: namespaced when a single namespace is watched.
+fn spawn_workload_watch<K: WorkloadKindMarker>(
+    client: &Client,
+    index: &Arc<WorkloadIndex>,
+    namespaces: &Arc<NamespaceFilter>,
+    auto_reload_all: bool,
+    metrics: &Arc<Metrics>,
+    sync: &WorkloadSync,
+) {
+    let api = match namespaces.single() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    tokio::spawn(workloadwatch::run::<K>(
+        api,
+        index.clone(),
+        namespaces.clone(),
+        auto_reload_all,
+        metrics.clone(),
+        sync.clone(),
+    ));
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let filters = filters(&args)?;
+    let namespaces = Arc::new(namespace_filter(&args)?);
+    let ignored_workloads = workload_kinds(&args.ignored_workload_types)?;
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("kreload-{}", std::process::id()));
     let client = client(&args).await?;
     if args.local {
         ensure_namespace(client.clone(), &args.namespace).await?;
     }
     let key = key::load_or_create(client.clone(), &args.namespace).await?;
     tracing::info!(key_id = key.id(), "hash key loaded");
+    let shutdown = shutdown_signal(args.exit_on_stdin_close);
 
+    // Watches: configs into the store, workloads into the index, namespaces for the selector.
     let store = Arc::new(DigestStore::new());
+    let index = Arc::new(WorkloadIndex::new());
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());
+    let (changes_tx, changes_rx) = mpsc::unbounded_channel();
     let label_selector = args.resource_label_selector.clone();
     tokio::spawn(configwatch::run::<ConfigMapKind>(
         client.clone(),
         store.clone(),
         metrics.clone(),
         label_selector.clone(),
-        None,
+        Some(changes_tx.clone()),
     ));
     tokio::spawn(configwatch::run::<SecretKind>(
         client.clone(),
         store.clone(),
         metrics.clone(),
         label_selector,
-        None,
+        Some(changes_tx),
     ));
+    let (ns_synced_tx, mut ns_synced) = watch::channel(false);
+    tokio::spawn(namespaces::watch_selected(
+        client.clone(),
+        namespaces.clone(),
+        ns_synced_tx,
+    ));
+
+    let mut kinds: BTreeSet<WorkloadKind> = WorkloadKind::ALL
+        .into_iter()
+        .filter(|k| !ignored_workloads.contains(k))
+        .collect();
+    if kinds.contains(&WorkloadKind::Rollout) && !rollouts_served(&client).await {
+        tracing::info!("Argo Rollouts CRD not found; Rollouts are not watched");
+        kinds.remove(&WorkloadKind::Rollout);
+    }
+    let (sync, mut workloads_synced) = WorkloadSync::new(kinds.clone());
+    let all = args.auto_reload_all;
+    for kind in &kinds {
+        match kind {
+            WorkloadKind::Deployment => spawn_workload_watch::<DeploymentKind>(
+                &client,
+                &index,
+                &namespaces,
+                all,
+                &metrics,
+                &sync,
+            ),
+            WorkloadKind::StatefulSet => spawn_workload_watch::<StatefulSetKind>(
+                &client,
+                &index,
+                &namespaces,
+                all,
+                &metrics,
+                &sync,
+            ),
+            WorkloadKind::DaemonSet => spawn_workload_watch::<DaemonSetKind>(
+                &client,
+                &index,
+                &namespaces,
+                all,
+                &metrics,
+                &sync,
+            ),
+            WorkloadKind::CronJob => spawn_workload_watch::<CronJobKind>(
+                &client,
+                &index,
+                &namespaces,
+                all,
+                &metrics,
+                &sync,
+            ),
+            WorkloadKind::Job => {
+                spawn_workload_watch::<JobKind>(&client, &index, &namespaces, all, &metrics, &sync)
+            }
+            WorkloadKind::Rollout => spawn_workload_watch::<RolloutKind>(
+                &client,
+                &index,
+                &namespaces,
+                all,
+                &metrics,
+                &sync,
+            ),
+        }
+    }
 
     let (resolver, local_ca) = if args.local {
         let certs = GeneratedCerts::generate(
@@ -189,27 +334,75 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         key,
         store: store.clone(),
         filters,
-        workloads: Arc::new(NoWorkloads),
+        workloads: index.clone(),
+        namespaces: namespaces.clone(),
+        ignored_workloads: ignored_workloads.clone(),
     });
     let limits = Limits::default();
-    let router = server::admission_router(admission, metrics.clone(), &limits);
-    let shutdown = shutdown_signal(args.exit_on_stdin_close);
+    let router = server::admission_router(admission.clone(), metrics.clone(), &limits);
     tokio::spawn(server::serve_plain(
         health,
-        server::health_router(readiness, store.clone(), metrics),
+        server::health_router(readiness.clone(), store.clone(), metrics.clone()),
         shutdown.clone(),
     ));
 
-    if let Some(ca) = local_ca {
-        // Register only once the store is synced: a pod stamped before would get a wrong stamp.
+    // Leadership: only the leader rolls; every replica serves admission.
+    let (leader, _keep_leader) = if args.enable_ha {
+        let config = LeaseConfig {
+            namespace: args.namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            lease_duration: args.lease_duration,
+            renew_every: (args.lease_duration / 5).max(Duration::from_millis(200)),
+        };
+        (
+            lease::spawn(client.clone(), config, shutdown.clone()).0,
+            None,
+        )
+    } else {
+        let (tx, rx) = watch::channel(true);
+        (rx, Some(tx))
+    };
+
+    // Decide nothing on partial data: every watch must have listed once.
+    let all_synced = async {
         while !store.is_synced() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let (m, v) = webhooks::pointed_at(&format!("https://{bound}"), &ca);
+        let _ = workloads_synced.wait_for(|s| *s).await;
+        let _ = ns_synced.wait_for(|s| *s).await;
+    };
+    all_synced.await;
+    readiness.watches_synced.store(true, Ordering::Release);
+    tracing::info!(workloads = index.len(), "every watch has synced");
+    let reloader = Reloader {
+        client: client.clone(),
+        admission,
+        index: index.clone(),
+        namespaces: namespaces.clone(),
+        metrics: metrics.clone(),
+        settings: ReloadSettings {
+            coalesce_window: args.coalesce_window,
+            min_roll_interval: args.min_roll_interval,
+            reload_on_create: args.reload_on_create,
+            reload_on_delete: args.reload_on_delete,
+            ignored_workload_types: ignored_workloads,
+        },
+        identity,
+    };
+    tokio::spawn(reloader.run(changes_rx, leader));
+
+    if let Some(ca) = &local_ca {
+        let (m, v) = webhooks::local(
+            &format!("https://{bound}"),
+            ca,
+            &args.webhook_config_name,
+            namespaces.only(),
+        );
         webhooks::apply(client.clone(), &m, &v)
             .await
             .context("cannot register the webhook configurations")?;
-        tracing::info!(url = %format!("https://{bound}"), "local mode: webhook configurations point here");
+        tracing::info!(url = %format!("https://{bound}"), name = args.webhook_config_name, "local mode: webhook configurations point here");
     }
     server::serve_tls(
         listener,
@@ -219,5 +412,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown,
     )
     .await;
+    if local_ca.is_some() {
+        webhooks::delete(client, &args.webhook_config_name).await;
+    }
     Ok(())
 }

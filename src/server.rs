@@ -182,6 +182,8 @@ pub async fn serve_tls(
 #[derive(Default)]
 pub struct Readiness {
     pub tls_loaded: AtomicBool,
+    /// Configs, workloads and (with a selector) namespaces have all been listed once.
+    pub watches_synced: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -203,7 +205,8 @@ pub fn health_router(
             "/readyz",
             get(|State(s): State<HealthState>| async move {
                 let tls = s.readiness.tls_loaded.load(Ordering::Acquire);
-                let synced = s.store.is_synced();
+                let synced =
+                    s.store.is_synced() && s.readiness.watches_synced.load(Ordering::Acquire);
                 if tls && synced {
                     (StatusCode::OK, "ok\n".to_owned())
                 } else {

@@ -51,6 +51,51 @@ fn consumed(entry: Option<&ConfigEntry>, consumption: &Consumption) -> ConfigTri
     })
 }
 
+/// What one config contributes to an opted-in workload's trigger set, given its current entry
+/// (`None`: it does not exist): `None` when its change would not roll the workload. A change of
+/// the config rolls the workload exactly when this differs before and after.
+pub fn contribution(
+    policy: &WorkloadPolicy,
+    refs: &References,
+    id: &ConfigId,
+    entry: Option<&ConfigEntry>,
+    filters: &Filters,
+) -> Option<ConfigTrigger> {
+    if !filters.admits(id.kind, entry) {
+        return None;
+    }
+    match refs.get(id) {
+        Some(consumption) => {
+            let absent = ConfigPolicy::default();
+            let config = entry.map_or(&absent, |e| &e.policy);
+            decide(
+                policy,
+                id.kind,
+                &id.name,
+                config,
+                true,
+                filters.auto_reload_all,
+            )
+            .roll
+            .then(|| consumed(entry, consumption))
+        }
+        // Reload lists name configs whether or not the pod spec references them: all keys count.
+        None => {
+            let entry = entry?;
+            decide(
+                policy,
+                id.kind,
+                &id.name,
+                &entry.policy,
+                false,
+                filters.auto_reload_all,
+            )
+            .roll
+            .then(|| consumed(Some(entry), &Consumption::All))
+        }
+    }
+}
+
 /// The trigger set of an opted-in workload.
 pub fn trigger_set(
     policy: &WorkloadPolicy,
@@ -59,47 +104,22 @@ pub fn trigger_set(
     filters: &Filters,
 ) -> TriggerSet {
     let mut set = TriggerSet::new();
-    let absent = ConfigPolicy::default();
-    for (id, consumption) in refs {
-        let entry = view.get(id);
-        if !filters.admits(id.kind, entry) {
-            continue;
-        }
-        let config = entry.map_or(&absent, |e| &e.policy);
-        if decide(
-            policy,
-            id.kind,
-            &id.name,
-            config,
-            true,
-            filters.auto_reload_all,
-        )
-        .roll
-        {
-            set.insert(id.clone(), consumed(entry, consumption));
+    for id in refs.keys() {
+        if let Some(t) = contribution(policy, refs, id, view.get(id), filters) {
+            set.insert(id.clone(), t);
         }
     }
-    // Reload lists name configs whether or not the pod spec references them: all their keys count.
     for kind in ConfigKind::ALL {
         if policy.reload_list(kind).is_empty() {
             continue;
         }
         for (name, entry) in view.of_kind(kind) {
             let id = ConfigId::new(kind, name);
-            if refs.contains_key(&id) || !filters.admits(kind, Some(entry)) {
+            if refs.contains_key(&id) {
                 continue;
             }
-            if decide(
-                policy,
-                kind,
-                name,
-                &entry.policy,
-                false,
-                filters.auto_reload_all,
-            )
-            .roll
-            {
-                set.insert(id, consumed(Some(entry), &Consumption::All));
+            if let Some(t) = contribution(policy, refs, &id, Some(entry), filters) {
+                set.insert(id, t);
             }
         }
     }

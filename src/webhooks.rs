@@ -8,7 +8,11 @@ use k8s_openapi::api::admissionregistration::v1::{
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
-use crate::annotations::{FIELD_MANAGER, MUTATE_PATH, VALIDATE_PATH};
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+use crate::annotations::{FIELD_MANAGER, MUTATE_PATH, MUTATING_WEBHOOK_CONFIG, VALIDATE_PATH};
 
 pub const MUTATING_YAML: &str = include_str!("../webhook-config/mutating.yaml");
 pub const VALIDATING_YAML: &str = include_str!("../webhook-config/validating.yaml");
@@ -29,7 +33,36 @@ pub fn pointed_at(
     base_url: &str,
     ca_pem: &str,
 ) -> (MutatingWebhookConfiguration, ValidatingWebhookConfiguration) {
+    local(base_url, ca_pem, MUTATING_WEBHOOK_CONFIG, &BTreeSet::new())
+}
+
+/// Local mode's configurations: pointed at `base_url`, named `name`, and (when `namespaces` is
+/// not empty) sent only requests from those namespaces.
+pub fn local(
+    base_url: &str,
+    ca_pem: &str,
+    name: &str,
+    namespaces: &BTreeSet<String>,
+) -> (MutatingWebhookConfiguration, ValidatingWebhookConfiguration) {
     let (mut mutating, mut validating) = shipped();
+    mutating.metadata.name = Some(name.to_owned());
+    validating.metadata.name = Some(name.to_owned());
+    if !namespaces.is_empty() {
+        let selector = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "kubernetes.io/metadata.name".into(),
+                operator: "In".into(),
+                values: Some(namespaces.iter().cloned().collect()),
+            }]),
+            match_labels: None,
+        };
+        for w in mutating.webhooks.iter_mut().flatten() {
+            w.namespace_selector = Some(selector.clone());
+        }
+        for w in validating.webhooks.iter_mut().flatten() {
+            w.namespace_selector = Some(selector.clone());
+        }
+    }
     let client = |path: &str| WebhookClientConfig {
         url: Some(format!("{base_url}{path}")),
         service: None,
@@ -75,6 +108,21 @@ pub async fn apply(
         )
         .await?;
     Ok(())
+}
+
+/// Deletes both configurations of that name (local mode, on exit); absent ones are fine.
+pub async fn delete(client: Client, name: &str) {
+    let dp = kube::api::DeleteParams::default();
+    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let v: Api<ValidatingWebhookConfiguration> = Api::all(client);
+    for result in [
+        m.delete(name, &dp).await.map(|_| ()),
+        v.delete(name, &dp).await.map(|_| ()),
+    ] {
+        if let Err(error) = result {
+            tracing::debug!(%error, name, "could not delete a webhook configuration");
+        }
+    }
 }
 
 fn with_type_meta<T: serde::Serialize>(obj: &T, kind: &str) -> serde_json::Value {
@@ -132,5 +180,19 @@ mod tests {
             Some("https://127.0.0.1:9443/validate")
         );
         assert!(m.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn local_configs_can_be_named_and_narrowed() {
+        let only = BTreeSet::from(["team-a".to_string()]);
+        let (m, v) = local("https://127.0.0.1:1", "PEM", "kreload-test", &only);
+        assert_eq!(m.metadata.name.as_deref(), Some("kreload-test"));
+        assert_eq!(v.metadata.name.as_deref(), Some("kreload-test"));
+        let sel = m.webhooks.unwrap()[0].namespace_selector.clone().unwrap();
+        let req = &sel.match_expressions.unwrap()[0];
+        assert_eq!(
+            (req.operator.as_str(), req.values.clone().unwrap()),
+            ("In", vec!["team-a".to_string()])
+        );
     }
 }

@@ -59,6 +59,36 @@ impl WorkloadKind {
         }
     }
 
+    pub fn version(self) -> &'static str {
+        match self {
+            WorkloadKind::Rollout => "v1alpha1",
+            _ => "v1",
+        }
+    }
+
+    /// Resource name, as in RBAC rules and `--ignored-workload-types`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployments",
+            WorkloadKind::StatefulSet => "statefulsets",
+            WorkloadKind::DaemonSet => "daemonsets",
+            WorkloadKind::CronJob => "cronjobs",
+            WorkloadKind::Job => "jobs",
+            WorkloadKind::Rollout => "rollouts",
+        }
+    }
+
+    pub fn api_resource(self) -> kube::discovery::ApiResource {
+        let (group, version) = (self.group(), self.version());
+        kube::discovery::ApiResource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            api_version: format!("{group}/{version}"),
+            kind: self.as_str().to_owned(),
+            plural: self.plural().to_owned(),
+        }
+    }
+
     /// Path segments from the object to its pod template.
     pub fn template_path(self) -> &'static [&'static str] {
         match self {
@@ -161,21 +191,21 @@ impl LeanTemplate {
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
-struct LeanJobTemplate {
+pub(crate) struct LeanJobTemplate {
     #[serde(deserialize_with = "null_default")]
     spec: LeanJobSpec,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
-struct LeanJobSpec {
+pub(crate) struct LeanJobSpec {
     #[serde(deserialize_with = "null_default")]
     template: LeanTemplate,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
-struct LeanWorkloadSpec {
+pub(crate) struct LeanWorkloadSpec {
     #[serde(deserialize_with = "null_default")]
     template: LeanTemplate,
     #[serde(deserialize_with = "null_default")]
@@ -194,9 +224,15 @@ pub struct LeanWorkload {
 
 impl LeanWorkload {
     pub fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
+        self.spec.template(kind)
+    }
+}
+
+impl LeanWorkloadSpec {
+    pub(crate) fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
         match kind {
-            WorkloadKind::CronJob => &self.spec.job_template.spec.template,
-            _ => &self.spec.template,
+            WorkloadKind::CronJob => &self.job_template.spec.template,
+            _ => &self.template,
         }
     }
 }

@@ -58,13 +58,24 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub async fn new(client: &Client, prefix: &str) -> Self {
+        Self::with_labels(client, prefix, &[]).await
+    }
+
+    /// A test namespace carrying `labels` besides the usual `kreload-e2e: "true"` (for tests of
+    /// namespace selectors).
+    pub async fn with_labels(client: &Client, prefix: &str, labels: &[(&str, &str)]) -> Self {
         let suffix: u32 = rand_suffix();
         let name = format!("{prefix}-{suffix:08x}");
         let api: Api<Namespace> = Api::all(client.clone());
+        let mut all_labels: std::collections::BTreeMap<String, String> =
+            [("kreload-e2e".to_string(), "true".to_string())].into();
+        for (k, v) in labels {
+            all_labels.insert(k.to_string(), v.to_string());
+        }
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([("kreload-e2e".to_string(), "true".to_string())].into()),
+                labels: Some(all_labels),
                 ..Default::default()
             },
             ..Default::default()
@@ -85,6 +96,11 @@ impl TestNamespace {
             name,
             client: client.clone(),
         }
+    }
+
+    /// The client this namespace was created with.
+    pub fn client(&self) -> Client {
+        self.client.clone()
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -296,6 +312,38 @@ impl Kreload {
         let mut child = self.child.lock().unwrap();
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// The process id of the kreload child.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
+    /// Asks kreload to shut down gracefully (SIGTERM) and waits up to 20 s for it to exit; kills
+    /// it after that. Returns the exit status when it exited on its own (or had already exited).
+    pub fn terminate(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap();
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,325 @@
+//! The watcher's acting half: turns config changes into rolls of exactly the affected
+//! workloads, through the reload queue, on the leader only.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::admission::Admission;
+use crate::annotations::{CONFIG_HASH, FIELD_MANAGER};
+use crate::configwatch::ConfigChange;
+use crate::index::{StampLocation, WorkloadId, WorkloadIndex, WorkloadInfo};
+use crate::metrics::Metrics;
+use crate::namespaces::NamespaceFilter;
+use crate::patch::template_merge_patch;
+use crate::queue::{Pending, Pushed, Reasons, ReloadQueue};
+use crate::trigger::contribution;
+use crate::workload::WorkloadKind;
+
+/// The watcher's settings (from flags).
+#[derive(Clone, Debug)]
+pub struct ReloadSettings {
+    pub coalesce_window: Duration,
+    pub min_roll_interval: Duration,
+    pub reload_on_create: bool,
+    pub reload_on_delete: bool,
+    pub ignored_workload_types: BTreeSet<WorkloadKind>,
+}
+
+pub struct Reloader {
+    pub client: Client,
+    pub admission: Arc<Admission>,
+    pub index: Arc<WorkloadIndex>,
+    pub namespaces: Arc<NamespaceFilter>,
+    pub metrics: Arc<Metrics>,
+    pub settings: ReloadSettings,
+    pub identity: String,
+}
+
+/// Why a change did not lead to a roll, for the skipped-changes metric.
+fn skipped(metrics: &Metrics, reason: &'static str) {
+    metrics.count("kreload_changes_skipped_total", &[("reason", reason)], 1);
+}
+
+impl Reloader {
+    /// The workloads a change rolls, each with the keys that matter to it.
+    pub fn affected(&self, change: &ConfigChange) -> Vec<(WorkloadId, Reasons)> {
+        if !self.namespaces.is_watched(&change.namespace) {
+            skipped(&self.metrics, "namespace");
+            return Vec::new();
+        }
+        if change.old.is_none() && !self.settings.reload_on_create {
+            skipped(&self.metrics, "created");
+            return Vec::new();
+        }
+        if change.new.is_none() && !self.settings.reload_on_delete {
+            skipped(&self.metrics, "deleted");
+            return Vec::new();
+        }
+        let changed_keys: BTreeSet<String> = match (&change.old, &change.new) {
+            (Some(old), Some(new)) => old
+                .changed_keys(new)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            (Some(e), None) | (None, Some(e)) => e.keys.keys().cloned().collect(),
+            (None, None) => BTreeSet::new(),
+        };
+        let filters = &self.admission.filters;
+        let mut out = Vec::new();
+        for w in self.index.candidates(&change.namespace, &change.id) {
+            if self.settings.ignored_workload_types.contains(&w.id.kind) {
+                skipped(&self.metrics, "workload_type");
+                continue;
+            }
+            let before = contribution(
+                &w.policy,
+                &w.refs,
+                &change.id,
+                change.old.as_deref(),
+                filters,
+            );
+            let after = contribution(
+                &w.policy,
+                &w.refs,
+                &change.id,
+                change.new.as_deref(),
+                filters,
+            );
+            if before == after {
+                skipped(&self.metrics, "not_consumed");
+                continue;
+            }
+            let keys = match &w.refs.get(&change.id) {
+                Some(consumption) => changed_keys
+                    .iter()
+                    .filter(|k| consumption.consumes(k))
+                    .cloned()
+                    .collect(),
+                None => changed_keys.clone(),
+            };
+            out.push((w.id.clone(), Reasons::from([(change.id.clone(), keys)])));
+        }
+        out
+    }
+
+    /// The stamp a workload should carry now, if it is still opted in.
+    fn current_stamp(&self, w: &WorkloadInfo) -> Option<String> {
+        self.admission
+            .workload_stamp(&w.id.namespace, &w.policy, &w.refs)
+    }
+
+    /// Stamped workloads (with the current key) whose stamp differs from the current hash:
+    /// changes made while no leader was rolling. Unstamped and foreign-stamped ones are left.
+    fn startup_drift(&self) -> Vec<WorkloadId> {
+        self.index
+            .all()
+            .into_iter()
+            .filter(|w| !self.settings.ignored_workload_types.contains(&w.id.kind))
+            .filter(|w| self.namespaces.is_watched(&w.id.namespace))
+            .filter(|w| match (&w.stamp, self.current_stamp(w)) {
+                (Some(stamp), Some(current)) => {
+                    self.admission.key.is_current(stamp) && *stamp != current
+                }
+                _ => false,
+            })
+            .map(|w| w.id.clone())
+            .collect()
+    }
+
+    async fn roll(
+        &self,
+        recorder: &Recorder,
+        id: &WorkloadId,
+        pending: &Pending,
+    ) -> Result<Option<String>, kube::Error> {
+        let Some(w) = self.index.get(id) else {
+            return Ok(None);
+        };
+        let Some(stamp) = self.current_stamp(&w) else {
+            return Ok(None);
+        };
+        if w.stamp.as_deref() == Some(stamp.as_str()) {
+            skipped(&self.metrics, "already_current");
+            return Ok(None);
+        }
+        let patch = match w.stamp_location() {
+            StampLocation::Template => template_merge_patch(id.kind.template_path(), &stamp),
+            StampLocation::Object => json!({
+                "metadata": {"annotations": {CONFIG_HASH: stamp}},
+                "spec": {"restartAt": now_rfc3339()},
+            }),
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &id.namespace, &id.kind.api_resource());
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        // A merge patch of one annotation: no resourceVersion, so a concurrent writer does not
+        // make it conflict; transient errors are retried by the queue.
+        api.patch(&id.name, &pp, &Patch::Merge(&patch)).await?;
+        self.index.set_stamp(id, &stamp);
+        let note = describe(&pending.reasons);
+        tracing::info!(workload = %id, changes = %note, "rolled");
+        let _ = recorder
+            .publish(
+                &Event {
+                    type_: EventType::Normal,
+                    reason: "Reloaded".into(),
+                    note: Some(format!("Rolling: {note}")),
+                    action: "Reload".into(),
+                    secondary: None,
+                },
+                &object_ref(&w),
+            )
+            .await;
+        Ok(Some(stamp))
+    }
+
+    /// Runs until `changes` closes. Acts only while `leader` is true; on becoming leader it
+    /// first rolls what drifted while nobody was rolling.
+    pub async fn run(
+        self,
+        mut changes: mpsc::UnboundedReceiver<ConfigChange>,
+        mut leader: watch::Receiver<bool>,
+    ) {
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: "kreload".into(),
+                instance: Some(self.identity.clone()),
+            },
+        );
+        let mut queue = ReloadQueue::new(
+            self.settings.coalesce_window,
+            self.settings.min_roll_interval,
+        );
+        let mut leading = false;
+        loop {
+            if *leader.borrow_and_update() != leading {
+                leading = !leading;
+                self.metrics
+                    .set_gauge("kreload_leader", if leading { 1 } else { 0 });
+                if leading {
+                    let drift = self.startup_drift();
+                    tracing::info!(
+                        workloads = drift.len(),
+                        "leading: rolling workloads whose config changed while nobody was rolling"
+                    );
+                    let now = Instant::now().into_std();
+                    for id in drift {
+                        let reasons = Reasons::new();
+                        queue.push(id, reasons, now);
+                    }
+                } else {
+                    queue.clear();
+                }
+            }
+            let next = queue.next_due().map(Instant::from_std);
+            tokio::select! {
+                change = changes.recv() => {
+                    let Some(change) = change else { break };
+                    if !leading {
+                        continue;
+                    }
+                    let now = Instant::now().into_std();
+                    for (id, reasons) in self.affected(&change) {
+                        match queue.push(id, reasons, now) {
+                            Pushed::Merged => self.metrics.count("kreload_changes_coalesced_total", &[], 1),
+                            Pushed::Deferred => self.metrics.count("kreload_changes_deferred_total", &[], 1),
+                            Pushed::Scheduled => {}
+                        }
+                    }
+                }
+                _ = leader.changed() => {}
+                () = async { match next { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                    let now = Instant::now().into_std();
+                    let due = queue.pop_due(now);
+                    let results: Vec<_> = futures::stream::iter(due)
+                        .map(|(id, pending)| async { let r = self.roll(&recorder, &id, &pending).await; (id, pending, r) })
+                        .buffer_unordered(8)
+                        .collect()
+                        .await;
+                    for (id, pending, result) in results {
+                        let kind = id.kind.as_str();
+                        match result {
+                            Ok(Some(_)) => {
+                                queue.rolled(&id, now);
+                                self.metrics.count("kreload_reloads_total", &[("kind", kind), ("result", "success")], 1);
+                            }
+                            Ok(None) => {}
+                            Err(kube::Error::Api(s)) if s.code == 404 => {}
+                            Err(error) => {
+                                self.metrics.count("kreload_reloads_total", &[("kind", kind), ("result", "error")], 1);
+                                tracing::warn!(workload = %id, %error, "roll failed; will retry");
+                                if let Some(w) = self.index.get(&id) {
+                                    let _ = recorder.publish(
+                                        &Event { type_: EventType::Warning, reason: "ReloadFailed".into(), note: Some(format!("kreload could not patch the pod template: {error}")), action: "Reload".into(), secondary: None },
+                                        &object_ref(&w),
+                                    ).await;
+                                }
+                                queue.retry(id, pending, now, Duration::from_secs(2));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn object_ref(w: &WorkloadInfo) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(w.api_version.clone()),
+        kind: Some(w.id.kind.as_str().to_owned()),
+        name: Some(w.id.name.clone()),
+        namespace: Some(w.id.namespace.clone()),
+        uid: Some(w.uid.clone()).filter(|u| !u.is_empty()),
+        ..Default::default()
+    }
+}
+
+/// "ConfigMap app-config (keys: a, b); Secret db (keys: password)": names and keys, never values.
+fn describe(reasons: &Reasons) -> String {
+    if reasons.is_empty() {
+        return "config changed while kreload was not rolling".into();
+    }
+    let parts: Vec<String> = reasons
+        .iter()
+        .map(|(id, keys)| {
+            if keys.is_empty() {
+                format!("{} {} changed", id.kind, id.name)
+            } else {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                format!(
+                    "{} {} changed (keys: {})",
+                    id.kind,
+                    id.name,
+                    keys.join(", ")
+                )
+            }
+        })
+        .collect();
+    parts.join("; ")
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,1669 @@
+//! The watcher on the real control plane: config changes roll exactly the workloads the decision
+//! rule names, once per change, through the real workload controllers (kwok fakes the kubelets).
+//!
+//! A roll is detected by the workload's pod-template stamp changing AND, for kinds with a
+//! controller in the harness, a new ReplicaSet / ControllerRevision whose pods become Ready
+//! carrying the new stamp; never by log lines. A non-roll is asserted by recording the baseline,
+//! acting, waiting longer than the coalescing window, and finding the same template stamp and the
+//! same number of revisions.
+//!
+//! Isolation: tests run in parallel, each with its own kreload(s) scoped to its own namespaces
+//! (`--namespaces`, `--webhook-config-name kreload-<ns>`), so no two kreloads watch one namespace.
+//! The one test whose kreload is not narrowed (`--namespace-selector`) runs alone.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::future::join_all;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams,
+};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+const STAMP: &str = "kreload.dev/config-hash";
+const IMAGE: &str = "registry.invalid/app:1";
+/// Longer than the default coalescing window (1 s): how long a non-roll is given to show.
+const SETTLE: Duration = Duration::from_secs(3);
+/// How long a roll may take to show in the template (coalescing, plus a deferred roll under the
+/// default 10 s storm guard, plus a leader takeover).
+const ROLL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default `--min-roll-interval` plus a margin: after this, a deferred roll would have shown.
+const STORM_GUARD: Duration = Duration::from_secs(12);
+
+/// Tests whose kreload is not narrowed to their own namespaces run alone: every other test holds
+/// this for reading, those hold it for writing.
+static CLUSTER_WIDE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+// ---------------------------------------------------------------------------------------------
+// kreload
+
+/// A kreload that is shut down gracefully (SIGTERM, wait) when dropped, so its webhook
+/// configurations are gone before the test's namespaces are.
+struct Running(Kreload);
+
+impl std::ops::Deref for Running {
+    type Target = Kreload;
+    fn deref(&self) -> &Kreload {
+        &self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.terminate();
+    }
+}
+
+/// A kreload watching exactly `namespaces`, with webhook configurations named after the first.
+fn kreload_for(namespaces: &[&TestNamespace], extra: &[&str]) -> Running {
+    let list = namespaces
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let webhook = format!("kreload-{}", namespaces[0].name);
+    let mut args = vec![
+        "--namespaces",
+        &list,
+        "--webhook-config-name",
+        &webhook,
+        "--log-level",
+        "debug",
+    ];
+    args.extend_from_slice(extra);
+    Running(Kreload::start(&args))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configs
+
+/// A ConfigMap or Secret to create.
+struct Cfg {
+    secret: bool,
+    name: String,
+    labels: Value,
+    annotations: Value,
+    data: Value,
+}
+
+fn cm(name: &str) -> Cfg {
+    Cfg {
+        secret: false,
+        name: name.to_owned(),
+        labels: json!({}),
+        annotations: json!({}),
+        data: json!({"k": "v0"}),
+    }
+}
+
+fn secret(name: &str) -> Cfg {
+    Cfg {
+        secret: true,
+        ..cm(name)
+    }
+}
+
+impl Cfg {
+    fn data(mut self, data: Value) -> Self {
+        self.data = data;
+        self
+    }
+    fn labels(mut self, labels: Value) -> Self {
+        self.labels = labels;
+        self
+    }
+    fn annotations(mut self, annotations: Value) -> Self {
+        self.annotations = annotations;
+        self
+    }
+    async fn create(self, ns: &TestNamespace) {
+        let meta = json!({"name": self.name, "labels": self.labels, "annotations": self.annotations});
+        if self.secret {
+            let s: Secret =
+                serde_json::from_value(json!({"metadata": meta, "stringData": self.data})).unwrap();
+            ns.api::<Secret>()
+                .create(&PostParams::default(), &s)
+                .await
+                .unwrap_or_else(|e| panic!("create Secret {}: {e}", self.name));
+        } else {
+            let c: ConfigMap =
+                serde_json::from_value(json!({"metadata": meta, "data": self.data})).unwrap();
+            ns.api::<ConfigMap>()
+                .create(&PostParams::default(), &c)
+                .await
+                .unwrap_or_else(|e| panic!("create ConfigMap {}: {e}", self.name));
+        }
+    }
+}
+
+async fn patch_cm(ns: &TestNamespace, name: &str, patch: Value) {
+    ns.api::<ConfigMap>()
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("patch ConfigMap {name}: {e}"));
+}
+
+async fn set_cm(ns: &TestNamespace, name: &str, key: &str, value: &str) {
+    patch_cm(ns, name, json!({"data": {key: value}})).await;
+}
+
+async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
+    ns.api::<Secret>()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {key: value}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("patch Secret {name}: {e}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    CronJob,
+    Rollout,
+}
+
+impl Kind {
+    fn resource(self) -> ApiResource {
+        match self {
+            Kind::Deployment => ApiResource::erase::<Deployment>(&()),
+            Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+            Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+            Kind::CronJob => ApiResource::erase::<CronJob>(&()),
+            Kind::Rollout => ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
+                "rollouts",
+            ),
+        }
+    }
+
+    /// JSON pointer to the pod template.
+    fn template(self) -> &'static str {
+        match self {
+            Kind::CronJob => "/spec/jobTemplate/spec/template",
+            _ => "/spec/template",
+        }
+    }
+
+    /// Kinds whose controller runs in the harness and records each template as a revision
+    /// (ReplicaSet or ControllerRevision) whose pods we can watch.
+    fn has_revisions(self) -> bool {
+        matches!(self, Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet)
+    }
+}
+
+fn dyn_api(ns: &TestNamespace, kind: Kind) -> Api<DynamicObject> {
+    Api::namespaced_with(ns.client(), &ns.name, &kind.resource())
+}
+
+/// A pod spec whose single container takes everything from these ConfigMaps and Secrets.
+fn env_from(cms: &[&str], secrets: &[&str]) -> Value {
+    let mut from: Vec<Value> = cms
+        .iter()
+        .map(|c| json!({"configMapRef": {"name": c}}))
+        .collect();
+    from.extend(secrets.iter().map(|s| json!({"secretRef": {"name": s}})));
+    json!({"containers": [{"name": "app", "image": IMAGE, "envFrom": from}]})
+}
+
+/// A manifest of `kind` named `name` (pods labelled `app: name`), with these workload
+/// annotations and pod spec (a default container is added when the spec has none).
+fn workload(kind: Kind, name: &str, replicas: i32, annotations: Value, pod_spec: Value) -> Value {
+    let mut spec = pod_spec;
+    if spec.get("containers").is_none() {
+        spec["containers"] = json!([{"name": "app", "image": IMAGE}]);
+    }
+    let template = json!({"metadata": {"labels": {"app": name}}, "spec": spec});
+    let selector = json!({"matchLabels": {"app": name}});
+    let meta = json!({"name": name, "annotations": annotations});
+    match kind {
+        Kind::Deployment => json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+            "spec": {"replicas": replicas, "selector": selector, "template": template,
+                     "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}
+        }),
+        Kind::StatefulSet => json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
+            "spec": {"replicas": replicas, "serviceName": name, "selector": selector,
+                     "podManagementPolicy": "Parallel", "template": template}
+        }),
+        Kind::DaemonSet => json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+            "spec": {"selector": selector, "template": template}
+        }),
+        Kind::CronJob => {
+            let mut template = template;
+            template["spec"]["restartPolicy"] = json!("Never");
+            json!({
+                "apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta,
+                "spec": {"schedule": "0 0 1 1 *", "jobTemplate": {"spec": {"template": template}}}
+            })
+        }
+        Kind::Rollout => json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": meta,
+            "spec": {"replicas": replicas, "selector": selector, "template": template,
+                     "strategy": {"canary": {}}}
+        }),
+    }
+}
+
+/// A one-replica Deployment.
+fn deploy(name: &str, annotations: Value, pod_spec: Value) -> Value {
+    workload(Kind::Deployment, name, 1, annotations, pod_spec)
+}
+
+/// Puts `annotations` on the pod template of a manifest.
+fn with_template_annotations(mut manifest: Value, kind: Kind, annotations: Value) -> Value {
+    manifest
+        .pointer_mut(&format!("{}/metadata", kind.template()))
+        .expect("manifest has a template")["annotations"] = annotations;
+    manifest
+}
+
+async fn create(ns: &TestNamespace, manifest: Value) {
+    let kind = match manifest["kind"].as_str().unwrap() {
+        "Deployment" => Kind::Deployment,
+        "StatefulSet" => Kind::StatefulSet,
+        "DaemonSet" => Kind::DaemonSet,
+        "CronJob" => Kind::CronJob,
+        "Rollout" => Kind::Rollout,
+        other => panic!("unknown kind {other}"),
+    };
+    let name = manifest["metadata"]["name"].as_str().unwrap().to_owned();
+    let obj: DynamicObject = serde_json::from_value(manifest).unwrap();
+    dyn_api(ns, kind)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind:?} {}/{name}: {e}", ns.name));
+}
+
+async fn get_json(ns: &TestNamespace, kind: Kind, name: &str) -> Option<Value> {
+    let obj = dyn_api(ns, kind).get_opt(name).await.ok()??;
+    Some(serde_json::to_value(obj).unwrap())
+}
+
+fn stamp_in(obj: &Value, kind: Kind) -> Option<String> {
+    obj.pointer(&format!("{}/metadata/annotations", kind.template()))?
+        .get(STAMP)?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The `kreload.dev/config-hash` of the workload's pod template.
+async fn template_stamp(ns: &TestNamespace, kind: Kind, name: &str) -> Option<String> {
+    stamp_in(&get_json(ns, kind, name).await?, kind)
+}
+
+/// ReplicaSets of a Deployment, ControllerRevisions of a StatefulSet or DaemonSet; 0 otherwise.
+async fn revisions(ns: &TestNamespace, kind: Kind, name: &str) -> usize {
+    match kind {
+        Kind::Deployment => replica_sets(ns, name).await.len(),
+        Kind::StatefulSet | Kind::DaemonSet => {
+            let owner = format!("{kind:?}");
+            ns.api::<ControllerRevision>()
+                .list(&ListParams::default())
+                .await
+                .expect("list ControllerRevisions")
+                .items
+                .iter()
+                .filter(|r| {
+                    r.owner_references()
+                        .iter()
+                        .any(|o| o.kind == owner && o.name == name)
+                })
+                .count()
+        }
+        Kind::CronJob | Kind::Rollout => 0,
+    }
+}
+
+/// One look: has the workload's controller finished rolling out its current template?
+async fn settled(ns: &TestNamespace, kind: Kind, name: &str) -> bool {
+    let Some(o) = get_json(ns, kind, name).await else {
+        return false;
+    };
+    let int = |p: &str| o.pointer(p).and_then(Value::as_i64);
+    let observed = int("/status/observedGeneration") >= int("/metadata/generation");
+    match kind {
+        Kind::Deployment => {
+            let want = int("/spec/replicas").unwrap_or(1);
+            let status_done = observed
+                && [
+                    "/status/replicas",
+                    "/status/updatedReplicas",
+                    "/status/readyReplicas",
+                    "/status/availableReplicas",
+                ]
+                .iter()
+                .all(|p| int(p) == Some(want));
+            if !status_done {
+                return false;
+            }
+            let sets = replica_sets(ns, name).await;
+            let with_pods: Vec<_> = sets
+                .iter()
+                .filter(|rs| rs.status.as_ref().is_some_and(|s| s.replicas > 0))
+                .collect();
+            with_pods.len() == 1
+                && with_pods[0]
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .map(i64::from)
+                    == Some(want)
+        }
+        Kind::StatefulSet => {
+            let want = int("/spec/replicas").unwrap_or(1);
+            let text = |p: &str| o.pointer(p).and_then(Value::as_str);
+            observed
+                && [
+                    "/status/replicas",
+                    "/status/readyReplicas",
+                    "/status/updatedReplicas",
+                ]
+                .iter()
+                .all(|p| int(p) == Some(want))
+                && text("/status/currentRevision").is_some()
+                && text("/status/currentRevision") == text("/status/updateRevision")
+        }
+        Kind::DaemonSet => {
+            let want = int("/status/desiredNumberScheduled").unwrap_or(0);
+            want > 0
+                && observed
+                && [
+                    "/status/currentNumberScheduled",
+                    "/status/updatedNumberScheduled",
+                    "/status/numberReady",
+                    "/status/numberAvailable",
+                ]
+                .iter()
+                .all(|p| int(p) == Some(want))
+                && int("/status/numberMisscheduled").unwrap_or(0) == 0
+        }
+        Kind::CronJob | Kind::Rollout => true,
+    }
+}
+
+/// One look: are all the workload's live pods (as many as it wants) Ready and stamped `stamp`?
+async fn pods_carry(ns: &TestNamespace, kind: Kind, name: &str, stamp: &str) -> Result<(), String> {
+    let o = get_json(ns, kind, name)
+        .await
+        .ok_or_else(|| format!("{kind:?} {name} is gone"))?;
+    let want = match kind {
+        Kind::DaemonSet => o.pointer("/status/desiredNumberScheduled"),
+        _ => o.pointer("/spec/replicas"),
+    }
+    .and_then(Value::as_i64)
+    .unwrap_or(1) as usize;
+    let live: Vec<_> = pods(ns, name)
+        .await
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    let seen: Vec<(String, bool, Option<String>)> = live
+        .iter()
+        .map(|p| {
+            let s = p.annotations().get(STAMP).cloned();
+            (p.name_any(), is_ready(p), s)
+        })
+        .collect();
+    let ok = live.len() == want
+        && seen
+            .iter()
+            .all(|(_, ready, s)| *ready && s.as_deref() == Some(stamp));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "want {want} live Ready pods stamped {stamp}; have (name, ready, stamp): {seen:?}"
+        ))
+    }
+}
+
+/// Polls `check` until it returns `Some`, or gives up after `timeout` with `None`.
+async fn try_wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What a workload looked like before the test acted.
+#[derive(Clone, Debug)]
+struct Base {
+    stamp: Option<String>,
+    revisions: usize,
+}
+
+async fn baseline(ns: &TestNamespace, kind: Kind, name: &str) -> Base {
+    Base {
+        stamp: template_stamp(ns, kind, name).await,
+        revisions: revisions(ns, kind, name).await,
+    }
+}
+
+/// Waits for a roll: the template stamp changes, the controller rolls out a new revision whose
+/// pods are Ready carrying the new stamp, and exactly one revision was added. Returns the stamp.
+async fn expect_roll(
+    ns: &TestNamespace,
+    kind: Kind,
+    name: &str,
+    before: &Base,
+) -> Result<String, String> {
+    let what = format!("{kind:?} {name}");
+    let new = try_wait_for(ROLL_TIMEOUT, || async {
+        template_stamp(ns, kind, name)
+            .await
+            .filter(|s| Some(s) != before.stamp.as_ref())
+    })
+    .await
+    .ok_or_else(|| {
+        format!(
+            "{what}: expected a roll, but the template stamp did not change within {ROLL_TIMEOUT:?} (still {:?})",
+            before.stamp
+        )
+    })?;
+    if !new.starts_with("v1.") {
+        return Err(format!("{what}: new template stamp {new:?} is not v1.<keyid>.<hex>"));
+    }
+    if !kind.has_revisions() {
+        return Ok(new);
+    }
+    try_wait_for(Duration::from_secs(90), || async {
+        settled(ns, kind, name).await.then_some(())
+    })
+    .await
+    .ok_or_else(|| format!("{what}: the rollout after the stamp change did not complete within 90s"))?;
+    let current = template_stamp(ns, kind, name).await.unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match pods_carry(ns, kind, name, &current).await {
+            Ok(()) => break,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("{what}: after the roll: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let now = revisions(ns, kind, name).await;
+    if now != before.revisions + 1 {
+        return Err(format!(
+            "{what}: revisions went {} -> {now} for one change; want exactly one new",
+            before.revisions
+        ));
+    }
+    Ok(current)
+}
+
+/// Checks that nothing rolled: same template stamp, same number of revisions.
+async fn expect_unchanged(ns: &TestNamespace, kind: Kind, name: &str, before: &Base) -> Result<(), String> {
+    let now = baseline(ns, kind, name).await;
+    if now.stamp == before.stamp && now.revisions == before.revisions {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind:?} {name}: expected no roll, but the template stamp went {:?} -> {:?} and revisions {} -> {}",
+            before.stamp, now.stamp, before.revisions, now.revisions
+        ))
+    }
+}
+
+/// The stamp kreload's webhook gives a fresh copy of this Deployment right now (server-side
+/// dry-run CREATE of the same annotations and template, without the stamp): the current hash.
+async fn fresh_stamp(ns: &TestNamespace, name: &str) -> Option<String> {
+    let api: Api<Deployment> = ns.api();
+    let d = api.get(name).await.ok()?;
+    let mut spec = d.spec.clone()?;
+    if let Some(a) = spec
+        .template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+    {
+        a.remove(STAMP);
+    }
+    let copy = Deployment {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("{name}-probe")),
+            annotations: d.metadata.annotations.clone(),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    let out = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &copy,
+        )
+        .await
+        .ok()?;
+    out.spec?.template.metadata?.annotations?.get(STAMP).cloned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+/// One workload and what the test's action must do to it.
+struct Case {
+    kind: Kind,
+    name: &'static str,
+    roll: bool,
+    why: &'static str,
+}
+
+fn rolls(kind: Kind, name: &'static str, why: &'static str) -> Case {
+    Case {
+        kind,
+        name,
+        roll: true,
+        why,
+    }
+}
+
+fn keeps(kind: Kind, name: &'static str, why: &'static str) -> Case {
+    Case {
+        kind,
+        name,
+        roll: false,
+        why,
+    }
+}
+
+/// Waits until every workload has rolled out, gives kreload time to (wrongly) act on them, and
+/// records the baselines. A freshly created workload has exactly one revision: kreload stamps it
+/// at CREATE and must not roll it when the watcher first sees it.
+async fn baselines(ns: &TestNamespace, cases: &[Case]) -> Vec<Base> {
+    for c in cases {
+        wait_for(
+            &format!("{:?} {}/{} to roll out", c.kind, ns.name, c.name),
+            Duration::from_secs(90),
+            || async { settled(ns, c.kind, c.name).await.then_some(()) },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut out = Vec::new();
+    for c in cases {
+        let b = baseline(ns, c.kind, c.name).await;
+        if c.kind.has_revisions() {
+            assert_eq!(
+                b.revisions, 1,
+                "{:?} {}/{} has {} revisions right after creation (a second rollout when kreload first saw it?)",
+                c.kind, ns.name, c.name, b.revisions
+            );
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// After the test acted: every `rolls` case rolls exactly once, every `keeps` case does not.
+/// Returns one line per failing case.
+async fn verify(ns: &TestNamespace, cases: &[Case], bases: &[Base]) -> Vec<String> {
+    let rolled: Vec<Result<String, String>> = join_all(
+        cases
+            .iter()
+            .zip(bases)
+            .map(|(c, b)| async move {
+                if c.roll {
+                    expect_roll(ns, c.kind, c.name, b).await
+                } else {
+                    Ok(String::new())
+                }
+            }),
+    )
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let mut failures = Vec::new();
+    for ((c, b), r) in cases.iter().zip(bases).zip(rolled) {
+        let outcome = match (c.roll, r) {
+            (true, Err(e)) => Err(e),
+            (true, Ok(stamp)) => {
+                // Still exactly one roll after the coalescing window.
+                let after = Base {
+                    stamp: Some(stamp),
+                    revisions: b.revisions + usize::from(c.kind.has_revisions()),
+                };
+                expect_unchanged(ns, c.kind, c.name, &after)
+                    .await
+                    .map_err(|e| format!("rolled, then again: {e}"))
+            }
+            (false, _) => expect_unchanged(ns, c.kind, c.name, b).await,
+        };
+        if let Err(e) = outcome {
+            failures.push(format!("[{}] {} ({})", ns.name, e, c.why));
+        }
+    }
+    failures
+}
+
+fn check(failures: Vec<String>, kreloads: &[&Running]) {
+    let logs: Vec<String> = kreloads
+        .iter()
+        .map(|k| k.log.display().to_string())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n  {}\nkreload logs: {}",
+        failures.len(),
+        failures.join("\n  "),
+        logs.join(", ")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test]
+async fn every_reference_style_triggers_a_roll() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-w-refs").await;
+    for c in [
+        "vol-cm",
+        "proj-cm",
+        "envfrom-cm",
+        "keyref-cm",
+        "init-cm",
+        "second-cm",
+    ] {
+        cm(c).data(json!({"k": "v0", "a": "a0"})).create(&ns).await;
+    }
+    for s in ["vol-secret", "proj-secret", "envfrom-secret", "keyref-secret"] {
+        secret(s).data(json!({"k": "v0", "a": "a0"})).create(&ns).await;
+    }
+    let kreload = kreload_for(&[&ns], &[]);
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    let mounted = |vol: Value| {
+        json!({"containers": [{"name": "app", "image": IMAGE,
+            "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}],
+            "volumes": [vol]})
+    };
+    let manifests = [
+        deploy("vol-cm", auto.clone(), mounted(json!({"name": "cfg", "configMap": {"name": "vol-cm"}}))),
+        deploy("vol-secret", auto.clone(), mounted(json!({"name": "cfg", "secret": {"secretName": "vol-secret"}}))),
+        deploy("proj-cm", auto.clone(), mounted(json!({"name": "cfg", "projected": {"sources": [
+            {"configMap": {"name": "proj-cm", "items": [{"key": "k", "path": "k"}]}}]}}))),
+        deploy("proj-secret", auto.clone(), mounted(json!({"name": "cfg", "projected": {"sources": [
+            {"secret": {"name": "proj-secret"}}]}}))),
+        deploy("envfrom-cm", auto.clone(), env_from(&["envfrom-cm"], &[])),
+        deploy("envfrom-secret", auto.clone(), env_from(&[], &["envfrom-secret"])),
+        deploy("keyref-cm", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
+            "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "keyref-cm", "key": "k"}}}]}]})),
+        deploy("keyref-secret", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
+            "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "keyref-secret", "key": "k"}}}]}]})),
+        deploy("init", auto.clone(), json!({
+            "initContainers": [{"name": "init", "image": IMAGE, "envFrom": [{"configMapRef": {"name": "init-cm"}}]}],
+            "containers": [{"name": "app", "image": IMAGE}]})),
+        deploy("second", auto.clone(), json!({"containers": [
+            {"name": "app", "image": IMAGE},
+            {"name": "sidecar", "image": IMAGE,
+             "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "second-cm", "key": "k"}}}]}]})),
+    ];
+    for m in manifests {
+        create(&ns, m).await;
+    }
+    let d = Kind::Deployment;
+    let cases = [
+        rolls(d, "vol-cm", "configMap volume"),
+        rolls(d, "vol-secret", "secret volume"),
+        rolls(d, "proj-cm", "configMap source of a projected volume (items key k)"),
+        rolls(d, "proj-secret", "secret source of a projected volume"),
+        rolls(d, "envfrom-cm", "envFrom configMapRef"),
+        rolls(d, "envfrom-secret", "envFrom secretRef"),
+        rolls(d, "keyref-cm", "env valueFrom configMapKeyRef"),
+        rolls(d, "keyref-secret", "env valueFrom secretKeyRef"),
+        rolls(d, "init", "envFrom in an init container"),
+        rolls(d, "second", "configMapKeyRef in the second container"),
+    ];
+    let bases = baselines(&ns, &cases).await;
+    for c in ["vol-cm", "proj-cm", "envfrom-cm", "keyref-cm", "init-cm", "second-cm"] {
+        set_cm(&ns, c, "k", "v1").await;
+    }
+    for s in ["vol-secret", "proj-secret", "envfrom-secret", "keyref-secret"] {
+        set_secret(&ns, s, "k", "v1").await;
+    }
+    check(verify(&ns, &cases, &bases).await, &[&kreload]);
+}
+
+#[tokio::test]
+async fn annotations_decide_which_changes_roll() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-w-annot").await;
+    let matched = json!({"reloader.stakater.com/match": "true"});
+    for name in [
+        "auto-cm",
+        "cmauto-cm",
+        "cmauto2-cm",
+        "secauto-cm",
+        "secauto2-cm",
+        "nomatch-cm",
+        "list-one",
+        "list-two",
+        "unref-cm",
+        "rx-alpha",
+        "ry-1x",
+        "excl-cm",
+        "excl2-cm",
+        "exclpos-cm",
+        "exlist-cm",
+        "tmpl-cm",
+        "both-a",
+        "both-b",
+        "meta-cm",
+    ] {
+        cm(name).create(&ns).await;
+    }
+    for name in ["match-cm", "match2-cm", "shared-cm"] {
+        cm(name).annotations(matched.clone()).create(&ns).await;
+    }
+    for name in ["ignored-cm", "ignored2-cm"] {
+        cm(name)
+            .annotations(json!({"reloader.stakater.com/ignore": "true"}))
+            .create(&ns)
+            .await;
+    }
+    cm("keys-cm").data(json!({"a": "a0", "b": "b0"})).create(&ns).await;
+    for name in [
+        "cmauto-secret",
+        "cmauto2-secret",
+        "secauto-secret",
+        "secauto2-secret",
+        "slist-secret",
+        "sexcl-secret",
+    ] {
+        secret(name).create(&ns).await;
+    }
+    let kreload = kreload_for(&[&ns], &[]);
+
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    let cm_auto = json!({"configmap.reloader.stakater.com/auto": "true"});
+    let secret_auto = json!({"secret.reloader.stakater.com/auto": "true"});
+    let search = json!({"reloader.stakater.com/search": "true"});
+    let none = json!({});
+    let cm_reload = |list: &str| json!({"configmap.reloader.stakater.com/reload": list});
+    let manifests = [
+        deploy("auto", auto.clone(), env_from(&["auto-cm"], &[])),
+        deploy("cm-auto", cm_auto.clone(), env_from(&["cmauto-cm"], &["cmauto-secret"])),
+        deploy("cm-auto-secret", cm_auto.clone(), env_from(&["cmauto2-cm"], &["cmauto2-secret"])),
+        deploy("secret-auto", secret_auto.clone(), env_from(&["secauto-cm"], &["secauto-secret"])),
+        deploy("secret-auto-cm", secret_auto.clone(), env_from(&["secauto2-cm"], &["secauto2-secret"])),
+        deploy("search", search.clone(), json!({
+            "containers": [{"name": "app", "image": IMAGE, "volumeMounts": [{"name": "c", "mountPath": "/c"}]}],
+            "volumes": [{"name": "c", "configMap": {"name": "match-cm"}}]})),
+        deploy("match-only", none.clone(), env_from(&["match2-cm"], &[])),
+        deploy("search-nomatch", search.clone(), env_from(&["nomatch-cm"], &[])),
+        deploy("shared-search", search.clone(), env_from(&["shared-cm"], &[])),
+        deploy("shared-plain", none.clone(), env_from(&["shared-cm"], &[])),
+        deploy("list", cm_reload("list-one, list-two"), env_from(&["list-one", "list-two"], &[])),
+        deploy("list-unref", cm_reload("unref-cm"), json!({})),
+        deploy("list-regex", cm_reload("rx-[a-z]+"), json!({})),
+        deploy("list-regex-anchored", cm_reload("ry-[0-9]+"), json!({})),
+        deploy("secret-list", json!({"secret.reloader.stakater.com/reload": "slist-secret"}), env_from(&[], &["slist-secret"])),
+        deploy("exclude", json!({"reloader.stakater.com/auto": "true",
+            "configmaps.exclude.reloader.stakater.com/reload": "excl-cm"}), env_from(&["excl-cm"], &[])),
+        deploy("exclude-other", json!({"reloader.stakater.com/auto": "true",
+            "configmaps.exclude.reloader.stakater.com/reload": "excl2-cm"}), env_from(&["excl2-cm", "exclpos-cm"], &[])),
+        deploy("secret-exclude", json!({"reloader.stakater.com/auto": "true",
+            "secrets.exclude.reloader.stakater.com/reload": "sexcl-secret"}), env_from(&[], &["sexcl-secret"])),
+        deploy("exclude-beats-list", json!({"configmap.reloader.stakater.com/reload": "exlist-cm",
+            "configmaps.exclude.reloader.stakater.com/reload": "exlist-cm"}), env_from(&["exlist-cm"], &[])),
+        deploy("ignored", auto.clone(), env_from(&["ignored-cm"], &[])),
+        deploy("ignored-listed", cm_reload("ignored2-cm"), env_from(&["ignored2-cm"], &[])),
+        with_template_annotations(
+            deploy("template-only", none.clone(), env_from(&["tmpl-cm"], &[])),
+            Kind::Deployment,
+            auto.clone(),
+        ),
+        with_template_annotations(
+            deploy("both", cm_reload("both-a"), env_from(&["both-a", "both-b"], &[])),
+            Kind::Deployment,
+            auto.clone(),
+        ),
+        deploy("metadata", auto.clone(), env_from(&["meta-cm"], &[])),
+        deploy("unconsumed-key", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
+            "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "keys-cm", "key": "a"}}}]}]})),
+    ];
+    for m in manifests {
+        create(&ns, m).await;
+    }
+    let d = Kind::Deployment;
+    let cases = [
+        rolls(d, "auto", "auto: a referenced ConfigMap changed"),
+        rolls(d, "cm-auto", "configmap auto: a referenced ConfigMap changed"),
+        keeps(d, "cm-auto-secret", "configmap auto ignores Secrets"),
+        rolls(d, "secret-auto", "secret auto: a referenced Secret changed"),
+        keeps(d, "secret-auto-cm", "secret auto ignores ConfigMaps"),
+        rolls(d, "search", "search + a referenced ConfigMap with match"),
+        keeps(d, "match-only", "match on the ConfigMap, no search on the workload"),
+        keeps(d, "search-nomatch", "search, but the ConfigMap has no match"),
+        rolls(d, "shared-search", "shares a matched ConfigMap and searches"),
+        keeps(d, "shared-plain", "shares a matched ConfigMap but does not search"),
+        rolls(d, "list", "reload list with two (space-padded) names, the second changed"),
+        rolls(d, "list-unref", "reload list names a ConfigMap the pod does not reference"),
+        rolls(d, "list-regex", "reload list regex rx-[a-z]+ matches rx-alpha"),
+        keeps(d, "list-regex-anchored", "reload list regex ry-[0-9]+ must match the whole name, not ry-1x"),
+        rolls(d, "secret-list", "secret reload list"),
+        keeps(d, "exclude", "auto, but the changed ConfigMap is excluded"),
+        rolls(d, "exclude-other", "auto with an exclude list; a non-excluded ConfigMap changed"),
+        keeps(d, "secret-exclude", "auto, but the changed Secret is excluded"),
+        keeps(d, "exclude-beats-list", "the ConfigMap is in both the reload and the exclude list"),
+        keeps(d, "ignored", "auto, but the ConfigMap has ignore: true"),
+        keeps(d, "ignored-listed", "reload list names it, but the ConfigMap has ignore: true"),
+        rolls(d, "template-only", "auto on the pod template only"),
+        keeps(d, "both", "workload annotations present, so the template's auto is not read"),
+        keeps(d, "metadata", "only labels and annotations of the ConfigMap changed"),
+        keeps(d, "unconsumed-key", "key b changed; the workload consumes only key a"),
+    ];
+    let bases = baselines(&ns, &cases).await;
+
+    for name in [
+        "auto-cm",
+        "cmauto-cm",
+        "secauto2-cm",
+        "match-cm",
+        "match2-cm",
+        "nomatch-cm",
+        "shared-cm",
+        "list-two",
+        "unref-cm",
+        "rx-alpha",
+        "ry-1x",
+        "excl-cm",
+        "exclpos-cm",
+        "exlist-cm",
+        "ignored-cm",
+        "ignored2-cm",
+        "tmpl-cm",
+        "both-b",
+    ] {
+        set_cm(&ns, name, "k", "v1").await;
+    }
+    for name in ["cmauto2-secret", "secauto-secret", "slist-secret", "sexcl-secret"] {
+        set_secret(&ns, name, "k", "v1").await;
+    }
+    patch_cm(
+        &ns,
+        "meta-cm",
+        json!({"metadata": {"labels": {"tier": "x"}, "annotations": {"note": "changed"}}}),
+    )
+    .await;
+    set_cm(&ns, "keys-cm", "b", "b1").await;
+
+    check(verify(&ns, &cases, &bases).await, &[&kreload]);
+}
+
+#[tokio::test]
+async fn auto_reload_all_rolls_unannotated_workloads_and_auto_false_opts_out() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-w-all").await;
+    for name in ["plain-cm", "optout-cm", "optout2-cm"] {
+        cm(name).create(&ns).await;
+    }
+    secret("plain-secret").create(&ns).await;
+    let kreload = kreload_for(&[&ns], &["--auto-reload-all"]);
+    let off = json!({"reloader.stakater.com/auto": "false"});
+    create(&ns, deploy("plain", json!({}), env_from(&["plain-cm"], &[]))).await;
+    create(&ns, deploy("plain-secret", json!({}), env_from(&[], &["plain-secret"]))).await;
+    create(&ns, deploy("opt-out", off.clone(), env_from(&["optout-cm"], &[]))).await;
+    create(
+        &ns,
+        with_template_annotations(
+            deploy("opt-out-template", json!({}), env_from(&["optout2-cm"], &[])),
+            Kind::Deployment,
+            off.clone(),
+        ),
+    )
+    .await;
+    let d = Kind::Deployment;
+    let cases = [
+        rolls(d, "plain", "no annotation under --auto-reload-all (ConfigMap)"),
+        rolls(d, "plain-secret", "no annotation under --auto-reload-all (Secret)"),
+        keeps(d, "opt-out", "auto: \"false\" opts out of --auto-reload-all"),
+        keeps(d, "opt-out-template", "auto: \"false\" on the pod template opts out"),
+    ];
+    let bases = baselines(&ns, &cases).await;
+    for name in ["plain-cm", "optout-cm", "optout2-cm"] {
+        set_cm(&ns, name, "k", "v1").await;
+    }
+    set_secret(&ns, "plain-secret", "k", "v1").await;
+    check(verify(&ns, &cases, &bases).await, &[&kreload]);
+}
+
+#[tokio::test]
+async fn resources_to_ignore_and_ignored_workload_types_filter_changes() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns_a = TestNamespace::new(&client, "e2e-w-ignsec").await;
+    let ns_b = TestNamespace::new(&client, "e2e-w-igncm").await;
+    for ns in [&ns_a, &ns_b] {
+        cm("app-cm").create(ns).await;
+        secret("app-secret").create(ns).await;
+    }
+    let kreload_a = kreload_for(
+        &[&ns_a],
+        &[
+            "--resources-to-ignore",
+            "secrets",
+            "--ignored-workload-types",
+            "statefulsets",
+        ],
+    );
+    let kreload_b = kreload_for(&[&ns_b], &["--resources-to-ignore", "configMaps"]);
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    for ns in [&ns_a, &ns_b] {
+        create(ns, deploy("cm-user", auto.clone(), env_from(&["app-cm"], &[]))).await;
+        create(ns, deploy("secret-user", auto.clone(), env_from(&[], &["app-secret"]))).await;
+    }
+    create(
+        &ns_a,
+        workload(Kind::StatefulSet, "sts", 1, auto.clone(), env_from(&["app-cm"], &[])),
+    )
+    .await;
+    let d = Kind::Deployment;
+    let cases_a = [
+        rolls(d, "cm-user", "--resources-to-ignore secrets does not block ConfigMaps"),
+        keeps(d, "secret-user", "--resources-to-ignore secrets"),
+        keeps(Kind::StatefulSet, "sts", "--ignored-workload-types statefulsets"),
+    ];
+    let cases_b = [
+        keeps(d, "cm-user", "--resources-to-ignore configMaps"),
+        rolls(d, "secret-user", "--resources-to-ignore configMaps does not block Secrets"),
+    ];
+    let bases_a = baselines(&ns_a, &cases_a).await;
+    let bases_b = baselines(&ns_b, &cases_b).await;
+    for ns in [&ns_a, &ns_b] {
+        set_cm(ns, "app-cm", "k", "v1").await;
+        set_secret(ns, "app-secret", "k", "v1").await;
+    }
+    let (mut fa, fb) = tokio::join!(
+        verify(&ns_a, &cases_a, &bases_a),
+        verify(&ns_b, &cases_b, &bases_b)
+    );
+    fa.extend(fb);
+    check(fa, &[&kreload_a, &kreload_b]);
+}
+
+#[tokio::test]
+async fn namespace_selector_and_namespaces_to_ignore_scope_the_watcher() {
+    // This kreload's webhooks are not narrowed to our namespaces: run alone.
+    let _alone = CLUSTER_WIDE.write().await;
+    let client = client().await;
+    let group = format!("g{:08x}", rand::random::<u32>());
+    let watched = TestNamespace::with_labels(&client, "e2e-w-sel", &[("e2e-group", &group)]).await;
+    let ignored = TestNamespace::with_labels(&client, "e2e-w-selign", &[("e2e-group", &group)]).await;
+    let unlabeled = TestNamespace::new(&client, "e2e-w-selno").await;
+    let all = [&watched, &ignored, &unlabeled];
+    for ns in all {
+        cm("app-cm").create(ns).await;
+    }
+    let selector = format!("e2e-group={group}");
+    let webhook = format!("kreload-{}", watched.name);
+    let kreload = Running(Kreload::start(&[
+        "--namespace-selector",
+        &selector,
+        "--namespaces-to-ignore",
+        &ignored.name,
+        "--webhook-config-name",
+        &webhook,
+        "--log-level",
+        "debug",
+    ]));
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    for ns in all {
+        create(ns, deploy("web", auto.clone(), env_from(&["app-cm"], &[]))).await;
+    }
+    let d = Kind::Deployment;
+    let cases_watched = [rolls(d, "web", "namespace matches --namespace-selector")];
+    let cases_ignored = [keeps(d, "web", "namespace in --namespaces-to-ignore")];
+    let cases_unlabeled = [keeps(d, "web", "namespace does not match --namespace-selector")];
+    let bw = baselines(&watched, &cases_watched).await;
+    let bi = baselines(&ignored, &cases_ignored).await;
+    let bu = baselines(&unlabeled, &cases_unlabeled).await;
+    for ns in all {
+        set_cm(ns, "app-cm", "k", "v1").await;
+    }
+    let (mut f, fi, fu) = tokio::join!(
+        verify(&watched, &cases_watched, &bw),
+        verify(&ignored, &cases_ignored, &bi),
+        verify(&unlabeled, &cases_unlabeled, &bu)
+    );
+    f.extend(fi);
+    f.extend(fu);
+    check(f, &[&kreload]);
+}
+
+#[tokio::test]
+async fn resource_label_selector_filters_configs() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-w-label").await;
+    cm("labeled-cm")
+        .labels(json!({"e2e-reload": "yes"}))
+        .create(&ns)
+        .await;
+    cm("unlabeled-cm").create(&ns).await;
+    cm("other-label-cm")
+        .labels(json!({"e2e-reload": "no"}))
+        .create(&ns)
+        .await;
+    secret("labeled-secret")
+        .labels(json!({"e2e-reload": "yes"}))
+        .create(&ns)
+        .await;
+    let kreload = kreload_for(&[&ns], &["--resource-label-selector", "e2e-reload=yes"]);
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    create(&ns, deploy("labeled", auto.clone(), env_from(&["labeled-cm"], &[]))).await;
+    create(&ns, deploy("labeled-secret", auto.clone(), env_from(&[], &["labeled-secret"]))).await;
+    create(&ns, deploy("unlabeled", auto.clone(), env_from(&["unlabeled-cm"], &[]))).await;
+    create(&ns, deploy("other-label", auto.clone(), env_from(&["other-label-cm"], &[]))).await;
+    let d = Kind::Deployment;
+    let cases = [
+        rolls(d, "labeled", "ConfigMap matches --resource-label-selector"),
+        rolls(d, "labeled-secret", "Secret matches --resource-label-selector"),
+        keeps(d, "unlabeled", "ConfigMap without the label"),
+        keeps(d, "other-label", "ConfigMap with the label key but another value"),
+    ];
+    let bases = baselines(&ns, &cases).await;
+    for name in ["labeled-cm", "unlabeled-cm", "other-label-cm"] {
+        set_cm(&ns, name, "k", "v1").await;
+    }
+    set_secret(&ns, "labeled-secret", "k", "v1").await;
+    check(verify(&ns, &cases, &bases).await, &[&kreload]);
+}
+
+#[tokio::test]
+async fn reload_on_create_and_on_delete_only_with_their_flags() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns_on = TestNamespace::new(&client, "e2e-w-crdel-on").await;
+    let ns_off = TestNamespace::new(&client, "e2e-w-crdel-off").await;
+    for ns in [&ns_on, &ns_off] {
+        cm("gone-cm").create(ns).await;
+        secret("gone-secret").create(ns).await;
+    }
+    let kreload_on = kreload_for(&[&ns_on], &["--reload-on-create", "--reload-on-delete"]);
+    let kreload_off = kreload_for(&[&ns_off], &[]);
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    for ns in [&ns_on, &ns_off] {
+        create(
+            ns,
+            deploy("later", json!({"configmap.reloader.stakater.com/reload": "later-cm"}), json!({})),
+        )
+        .await;
+        create(
+            ns,
+            deploy("gone", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
+                "envFrom": [{"configMapRef": {"name": "gone-cm", "optional": true}}]}]})),
+        )
+        .await;
+        create(
+            ns,
+            deploy("gone-secret", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
+                "envFrom": [{"secretRef": {"name": "gone-secret", "optional": true}}]}]})),
+        )
+        .await;
+    }
+    let d = Kind::Deployment;
+    let cases_on = [
+        rolls(d, "later", "--reload-on-create: the listed ConfigMap was created"),
+        rolls(d, "gone", "--reload-on-delete: the referenced ConfigMap was deleted"),
+        rolls(d, "gone-secret", "--reload-on-delete: the referenced Secret was deleted"),
+    ];
+    let cases_off = [
+        keeps(d, "later", "no --reload-on-create: creating a listed ConfigMap rolls nothing"),
+        keeps(d, "gone", "no --reload-on-delete: deleting a ConfigMap rolls nothing"),
+        keeps(d, "gone-secret", "no --reload-on-delete: deleting a Secret rolls nothing"),
+    ];
+    let bases_on = baselines(&ns_on, &cases_on).await;
+    let bases_off = baselines(&ns_off, &cases_off).await;
+    for ns in [&ns_on, &ns_off] {
+        cm("later-cm").create(ns).await;
+        ns.api::<ConfigMap>()
+            .delete("gone-cm", &DeleteParams::default())
+            .await
+            .unwrap();
+        ns.api::<Secret>()
+            .delete("gone-secret", &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let (mut f, f_off) = tokio::join!(
+        verify(&ns_on, &cases_on, &bases_on),
+        verify(&ns_off, &cases_off, &bases_off)
+    );
+    f.extend(f_off);
+    check(f, &[&kreload_on, &kreload_off]);
+}
+
+/// Registers a minimal `rollouts.argoproj.io` CRD (idempotent) and waits until it is served.
+async fn ensure_rollout_crd(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "rollouts.argoproj.io"},
+        "spec": {
+            "group": "argoproj.io", "scope": "Namespaced",
+            "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "listKind": "RolloutList"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "subresources": {"status": {}}}]
+        }
+    });
+    crds.patch(
+        "rollouts.argoproj.io",
+        &PatchParams::apply("kreload-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the Rollout CRD");
+    wait_for(
+        "the Rollout CRD to be established",
+        Duration::from_secs(30),
+        || async {
+            let c = crds.get("rollouts.argoproj.io").await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
+    let rollouts: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &Kind::Rollout.resource());
+    wait_for("Rollouts to be served", Duration::from_secs(30), || async {
+        rollouts.list(&ListParams::default()).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn statefulsets_daemonsets_cronjobs_and_rollouts_are_rolled() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    // kreload discovers the CRD when it starts.
+    ensure_rollout_crd(&client).await;
+    let ns = TestNamespace::new(&client, "e2e-w-kinds").await;
+    for name in ["sts-cm", "ds-cm", "cron-cm", "ro-cm", "rorestart-cm"] {
+        cm(name).create(&ns).await;
+    }
+    let kreload = kreload_for(&[&ns], &[]);
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    create(&ns, workload(Kind::StatefulSet, "sts", 2, auto.clone(), env_from(&["sts-cm"], &[]))).await;
+    create(&ns, workload(Kind::DaemonSet, "ds", 1, auto.clone(), env_from(&["ds-cm"], &[]))).await;
+    create(&ns, workload(Kind::CronJob, "cron", 1, auto.clone(), env_from(&["cron-cm"], &[]))).await;
+    create(&ns, workload(Kind::Rollout, "ro", 1, auto.clone(), env_from(&["ro-cm"], &[]))).await;
+    create(
+        &ns,
+        workload(
+            Kind::Rollout,
+            "ro-restart",
+            1,
+            json!({"reloader.stakater.com/auto": "true", "reloader.stakater.com/rollout-strategy": "restart"}),
+            env_from(&["rorestart-cm"], &[]),
+        ),
+    )
+    .await;
+    let cases = [
+        rolls(Kind::StatefulSet, "sts", "StatefulSet with auto"),
+        rolls(Kind::DaemonSet, "ds", "DaemonSet with auto"),
+        rolls(Kind::CronJob, "cron", "CronJob with auto: the job template is stamped"),
+        rolls(Kind::Rollout, "ro", "Argo Rollout with auto (default strategy: template change)"),
+    ];
+    let bases = baselines(&ns, &cases).await;
+    let restart_at = || async {
+        get_json(&ns, Kind::Rollout, "ro-restart")
+            .await
+            .and_then(|o| o.pointer("/spec/restartAt").cloned())
+    };
+    let restart_before = restart_at().await;
+    assert_eq!(restart_before, None, "a new Rollout has no restartAt");
+    for name in ["sts-cm", "ds-cm", "cron-cm", "ro-cm", "rorestart-cm"] {
+        set_cm(&ns, name, "k", "v1").await;
+    }
+    let mut failures = verify(&ns, &cases, &bases).await;
+
+    let jobs = ns.api::<Job>().list(&ListParams::default()).await.unwrap().items;
+    if !jobs.is_empty() {
+        failures.push(format!(
+            "CronJob cron: {} Job(s) started out of schedule: {:?}",
+            jobs.len(),
+            jobs.iter().map(|j| j.name_any()).collect::<Vec<_>>()
+        ));
+    }
+    match try_wait_for(ROLL_TIMEOUT, || async { restart_at().await.filter(|v| !v.is_null()) }).await {
+        None => failures.push(format!(
+            "Rollout ro-restart (rollout-strategy: restart): spec.restartAt was not set within {ROLL_TIMEOUT:?}"
+        )),
+        Some(v) => {
+            if v.as_str().is_none_or(|s| !s.contains('T')) {
+                failures.push(format!("Rollout ro-restart: spec.restartAt {v} is not an RFC 3339 time"));
+            }
+        }
+    }
+    check(failures, &[&kreload]);
+}
+
+/// Waits until the Deployment's template carries the current hash (what the webhook stamps on a
+/// fresh copy), differs from `before`, is rolled out, and its pods carry it. Returns the stamp.
+async fn expect_converged(ns: &TestNamespace, name: &str, before: &Base) -> Result<String, String> {
+    let reached = try_wait_for(ROLL_TIMEOUT, || async {
+        let now = template_stamp(ns, Kind::Deployment, name).await?;
+        let fresh = fresh_stamp(ns, name).await?;
+        (now == fresh && Some(&now) != before.stamp.as_ref()).then_some(now)
+    })
+    .await;
+    let Some(stamp) = reached else {
+        let now = template_stamp(ns, Kind::Deployment, name).await;
+        let fresh = fresh_stamp(ns, name).await;
+        return Err(format!(
+            "Deployment {name}: the template stamp did not reach the current hash within {ROLL_TIMEOUT:?} \
+             (before {:?}, template now {now:?}, current hash {fresh:?})",
+            before.stamp
+        ));
+    };
+    try_wait_for(Duration::from_secs(90), || async {
+        settled(ns, Kind::Deployment, name).await.then_some(())
+    })
+    .await
+    .ok_or_else(|| format!("Deployment {name}: rollout did not complete within 90s"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match pods_carry(ns, Kind::Deployment, name, &stamp).await {
+            Ok(()) => return Ok(stamp),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("Deployment {name}: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn changes_are_coalesced_and_storms_are_damped() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-w-coalesce").await;
+    cm("pair-cm").create(&ns).await;
+    secret("pair-secret").create(&ns).await;
+    cm("burst-cm").create(&ns).await;
+    let kreload = kreload_for(&[&ns], &[]);
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    create(&ns, deploy("pair", auto.clone(), env_from(&["pair-cm"], &["pair-secret"]))).await;
+    create(&ns, deploy("burst", auto.clone(), env_from(&["burst-cm"], &[]))).await;
+    let d = Kind::Deployment;
+    let cases = [
+        rolls(d, "pair", "a ConfigMap and a Secret changed 200 ms apart"),
+        rolls(d, "burst", "20 changes within 2 s"),
+    ];
+    let bases = baselines(&ns, &cases).await;
+    let (pair_before, burst_before) = (&bases[0], &bases[1]);
+
+    let pair = async {
+        set_cm(&ns, "pair-cm", "k", "v1").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        set_secret(&ns, "pair-secret", "k", "v1").await;
+    };
+    let burst = async {
+        let start = tokio::time::Instant::now();
+        for i in 0..20u64 {
+            tokio::time::sleep_until(start + Duration::from_millis(100 * i)).await;
+            set_cm(&ns, "burst-cm", "k", &format!("burst-{i}")).await;
+        }
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(2500), "the burst took {took:?}");
+    };
+    tokio::join!(pair, burst);
+
+    let (pair_stamp, burst_stamp) = tokio::join!(
+        expect_converged(&ns, "pair", pair_before),
+        expect_converged(&ns, "burst", burst_before)
+    );
+    // Any further (deferred) roll would show within the storm-guard interval.
+    tokio::time::sleep(STORM_GUARD).await;
+
+    let mut failures = Vec::new();
+    match pair_stamp {
+        Err(e) => failures.push(e),
+        Ok(stamp) => {
+            let now = baseline(&ns, d, "pair").await;
+            if now.revisions != pair_before.revisions + 1 {
+                failures.push(format!(
+                    "Deployment pair: ConfigMap + Secret changed 200 ms apart gave {} new ReplicaSets; want exactly 1",
+                    now.revisions as i64 - pair_before.revisions as i64
+                ));
+            }
+            if now.stamp.as_ref() != Some(&stamp) {
+                failures.push(format!("Deployment pair: stamp moved again: {stamp} -> {:?}", now.stamp));
+            }
+        }
+    }
+    match burst_stamp {
+        Err(e) => failures.push(e),
+        Ok(_) => {
+            let now = baseline(&ns, d, "burst").await;
+            let new_sets = now.revisions as i64 - burst_before.revisions as i64;
+            if !(1..=2).contains(&new_sets) {
+                failures.push(format!(
+                    "Deployment burst: 20 changes within 2 s gave {new_sets} new ReplicaSets; want 1 or 2"
+                ));
+            }
+            let fresh = fresh_stamp(&ns, "burst").await;
+            if now.stamp != fresh {
+                failures.push(format!(
+                    "Deployment burst: final template stamp {:?} is not the current hash {fresh:?} (last change lost?)",
+                    now.stamp
+                ));
+            }
+            if let Some(s) = &now.stamp
+                && let Err(e) = pods_carry(&ns, d, "burst", s).await
+            {
+                failures.push(format!("Deployment burst: final pods: {e}"));
+            }
+        }
+    }
+    check(failures, &[&kreload]);
+}
+
+#[tokio::test]
+async fn restart_rolls_only_what_changed_while_down() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-w-restart").await;
+    cm("app-cm").create(&ns).await;
+    cm("late-cm").create(&ns).await;
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    let d = Kind::Deployment;
+
+    let first = kreload_for(&[&ns], &[]);
+    create(&ns, deploy("web", auto.clone(), env_from(&["app-cm"], &[]))).await;
+    let web = [rolls(d, "web", "")];
+    let base = baselines(&ns, &web).await.remove(0);
+    assert!(
+        base.stamp.is_some(),
+        "the webhook stamps an opted-in Deployment at CREATE"
+    );
+
+    // Restart with no change in between: nothing rolls.
+    assert!(
+        first.terminate().is_some(),
+        "kreload exits within 20 s of SIGTERM; log: {}",
+        first.log.display()
+    );
+    let second = kreload_for(&[&ns], &[]);
+    tokio::time::sleep(SETTLE).await;
+    if let Err(e) = expect_unchanged(&ns, d, "web", &base).await {
+        panic!(
+            "a restart without any change rolled a workload: {e}\nlogs: {} {}",
+            first.log.display(),
+            second.log.display()
+        );
+    }
+
+    // Crash, change the config while down, create an (unstamped) workload while down, start again.
+    second.stop();
+    set_cm(&ns, "app-cm", "k", "changed-while-down").await;
+    create(&ns, deploy("late", auto.clone(), env_from(&["late-cm"], &[]))).await;
+    let late = [keeps(d, "late", "")];
+    let late_base = baselines(&ns, &late).await.remove(0);
+    let third = kreload_for(&[&ns], &[]);
+
+    let mut failures = Vec::new();
+    match expect_roll(&ns, d, "web", &base).await {
+        Err(e) => failures.push(format!("{e} (a change made while kreload was down)")),
+        Ok(stamp) => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let now = baseline(&ns, d, "web").await;
+            if now.revisions != base.revisions + 1 || now.stamp.as_ref() != Some(&stamp) {
+                failures.push(format!(
+                    "Deployment web: want exactly one roll for the change made while down; revisions {} -> {}, stamp {stamp} -> {:?}",
+                    base.revisions, now.revisions, now.stamp
+                ));
+            }
+            let fresh = fresh_stamp(&ns, "web").await;
+            if now.stamp != fresh {
+                failures.push(format!(
+                    "Deployment web: template stamp {:?} is not the current hash {fresh:?}",
+                    now.stamp
+                ));
+            }
+        }
+    }
+    if let Err(e) = expect_unchanged(&ns, d, "late", &late_base).await {
+        failures.push(format!(
+            "{e} (created unstamped while kreload was down; its config did not change, so start-up must leave it alone)"
+        ));
+    }
+    check(failures, &[&first, &second, &third]);
+}
+
+async fn lease_holder(client: &kube::Client, name: &str) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kreload");
+    leases.get_opt(name).await.ok()??.spec?.holder_identity
+}
+
+#[tokio::test]
+async fn leader_failover_rolls_each_change_exactly_once() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-w-ha").await;
+    cm("app-cm").create(&ns).await;
+    let lease = format!("kreload-{}", ns.name);
+    let lease_duration = Duration::from_secs(4);
+    let start = |who: &str| {
+        let identity = format!("{}-{who}", ns.name);
+        let webhook = format!("kreload-{}-{who}", ns.name);
+        Running(Kreload::start(&[
+            "--namespaces",
+            &ns.name,
+            "--webhook-config-name",
+            &webhook,
+            "--enable-ha",
+            "--lease-name",
+            &lease,
+            "--lease-duration",
+            "4s",
+            "--identity",
+            &identity,
+            "--log-level",
+            "debug",
+        ]))
+    };
+    let a = start("a");
+    let b = start("b");
+    let ids = [format!("{}-a", ns.name), format!("{}-b", ns.name)];
+    create(
+        &ns,
+        deploy("web", json!({"reloader.stakater.com/auto": "true"}), env_from(&["app-cm"], &[])),
+    )
+    .await;
+    let d = Kind::Deployment;
+    let base = baselines(&ns, &[rolls(d, "web", "")]).await.remove(0);
+
+    let leader = wait_for(
+        &format!("one of {ids:?} to hold Lease kreload/{lease}"),
+        Duration::from_secs(30),
+        || async {
+            let h = lease_holder(&client, &lease).await?;
+            ids.iter().position(|i| *i == h)
+        },
+    )
+    .await;
+    let (leader_k, survivor_k) = if leader == 0 { (&a, &b) } else { (&b, &a) };
+    let survivor_id = ids[1 - leader].clone();
+    let leader_id = ids[leader].clone();
+
+    // A change just before the leader dies.
+    set_cm(&ns, "app-cm", "k", "before-kill").await;
+    leader_k.stop();
+    let killed = tokio::time::Instant::now();
+    let margin = Duration::from_secs(4);
+    let took_over = try_wait_for(lease_duration + margin, || async {
+        (lease_holder(&client, &lease).await.as_deref() == Some(survivor_id.as_str())).then_some(())
+    })
+    .await;
+    let mut failures = Vec::new();
+    if took_over.is_none() {
+        failures.push(format!(
+            "{survivor_id} did not take over Lease kreload/{lease} within {:?} of killing {leader_id} (holder now {:?})",
+            lease_duration + margin,
+            lease_holder(&client, &lease).await
+        ));
+    } else {
+        eprintln!("takeover after {:?}", killed.elapsed());
+    }
+
+    match expect_roll(&ns, d, "web", &base).await {
+        Err(e) => failures.push(format!("{e} (change made just before the leader was killed)")),
+        Ok(first) => {
+            let after_first = Base {
+                stamp: Some(first.clone()),
+                revisions: base.revisions + 1,
+            };
+            // A change after the failover.
+            set_cm(&ns, "app-cm", "k", "after-kill").await;
+            match expect_roll(&ns, d, "web", &after_first).await {
+                Err(e) => failures.push(format!("{e} (change made after the failover)")),
+                Ok(second) => {
+                    tokio::time::sleep(STORM_GUARD).await;
+                    let now = baseline(&ns, d, "web").await;
+                    if now.revisions != base.revisions + 2 {
+                        failures.push(format!(
+                            "Deployment web: two changes across a failover gave {} new ReplicaSets; want exactly 2",
+                            now.revisions as i64 - base.revisions as i64
+                        ));
+                    }
+                    let fresh = fresh_stamp(&ns, "web").await;
+                    if now.stamp.as_ref() != Some(&second) || now.stamp != fresh {
+                        failures.push(format!(
+                            "Deployment web: final template stamp {:?}; second roll stamped {second}, current hash {fresh:?}",
+                            now.stamp
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // Clean up what the killed instance could not.
+    survivor_k.terminate();
+    let killed_webhook = format!("kreload-{leader_id}");
+    let _ = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .delete(&killed_webhook, &DeleteParams::default())
+        .await;
+    let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .delete(&killed_webhook, &DeleteParams::default())
+        .await;
+    let _ = Api::<Lease>::namespaced(client.clone(), "kreload")
+        .delete(&lease, &DeleteParams::default())
+        .await;
+    check(failures, &[&a, &b]);
+}
+
+#[tokio::test]
+async fn walkthrough_nginx_search_match_rolls_on_configmap_edit() {
+    let _shared = CLUSTER_WIDE.read().await;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-w-nginx").await;
+    cm("nginx-cm")
+        .annotations(json!({"reloader.stakater.com/match": "true"}))
+        .data(json!({"index.html": "<h1>v1</h1>"}))
+        .create(&ns)
+        .await;
+    let kreload = kreload_for(&[&ns], &[]);
+    create(
+        &ns,
+        workload(
+            Kind::Deployment,
+            "nginx",
+            2,
+            json!({"reloader.stakater.com/search": "true"}),
+            json!({
+                "containers": [{"name": "nginx", "image": "nginx:1.27",
+                    "volumeMounts": [{"name": "cfg", "mountPath": "/data/cfg"}]}],
+                "volumes": [{"name": "cfg", "configMap": {"name": "nginx-cm"}}]
+            }),
+        ),
+    )
+    .await;
+    let d = Kind::Deployment;
+    let cases = [rolls(d, "nginx", "search + match: the mounted ConfigMap was edited")];
+    let bases = baselines(&ns, &cases).await;
+    set_cm(&ns, "nginx-cm", "index.html", "<h1>v2</h1>").await;
+    let mut failures = verify(&ns, &cases, &bases).await;
+
+    // The roll is kreload's patch, and it left an Event naming the config and the changed key.
+    let deployment: Deployment = ns.api().get("nginx").await.unwrap();
+    let managers: Vec<String> = deployment
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    if !managers.iter().any(|m| m == "kreload") {
+        failures.push(format!(
+            "Deployment nginx: no managedFields entry for field manager kreload (managers: {managers:?})"
+        ));
+    }
+    let event = try_wait_for(Duration::from_secs(10), || async {
+        ns.api::<Event>()
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.involved_object.name.as_deref() == Some("nginx")
+                    && e.involved_object.kind.as_deref() == Some("Deployment")
+                    && e.reason.as_deref() == Some("Reloaded")
+            })
+    })
+    .await;
+    match event {
+        None => failures.push("Deployment nginx: no Event with reason Reloaded".into()),
+        Some(e) => {
+            let message = e.message.unwrap_or_default();
+            if !(message.contains("nginx-cm") && message.contains("index.html")) {
+                failures.push(format!(
+                    "Deployment nginx: the Reloaded Event does not name nginx-cm and key index.html: {message:?}"
+                ));
+            }
+        }
+    }
+    check(failures, &[&kreload]);
+}
