@@ -344,21 +344,19 @@ impl Admission {
             }
         };
         let current = stamp_of(&workload);
-        if req.operation == "UPDATE" {
-            if let Some(current) = &current {
-                // A stamp from another recipe or key is an unknown baseline: re-stamping it here
-                // would roll the workload for no change, so it is left until a real change.
-                if !self.key.is_current(current) {
-                    return Ok(Verdict::allow());
-                }
-                // A stamp this very request writes (the watcher's roll) is kept: a replica whose
-                // store lags must not undo it.
-                let old = req
-                    .old_object
-                    .and_then(|raw| serde_json::from_str::<LeanWorkload>(raw.get()).ok());
-                if old.as_ref().and_then(stamp_of).as_ref() != Some(current) {
-                    return Ok(Verdict::allow());
-                }
+        if let (Some(current), "UPDATE") = (&current, req.operation.as_str()) {
+            // A stamp from another recipe or key is an unknown baseline: re-stamping it here
+            // would roll the workload for no change, so it is left until a real change.
+            if !self.key.is_current(current) {
+                return Ok(Verdict::allow());
+            }
+            // A stamp this very request writes (the watcher's roll) is kept: a replica whose
+            // store lags must not undo it.
+            let old = req
+                .old_object
+                .and_then(|raw| serde_json::from_str::<LeanWorkload>(raw.get()).ok());
+            if old.as_ref().and_then(stamp_of).as_ref() != Some(current) {
+                return Ok(Verdict::allow());
             }
         }
         if current.as_deref() == Some(stamp.as_str()) {

@@ -129,7 +129,8 @@ impl Cfg {
         self
     }
     async fn create(self, ns: &TestNamespace) {
-        let meta = json!({"name": self.name, "labels": self.labels, "annotations": self.annotations});
+        let meta =
+            json!({"name": self.name, "labels": self.labels, "annotations": self.annotations});
         if self.secret {
             let s: Secret =
                 serde_json::from_value(json!({"metadata": meta, "stringData": self.data})).unwrap();
@@ -493,7 +494,9 @@ async fn expect_roll(
         )
     })?;
     if !new.starts_with("v1.") {
-        return Err(format!("{what}: new template stamp {new:?} is not v1.<keyid>.<hex>"));
+        return Err(format!(
+            "{what}: new template stamp {new:?} is not v1.<keyid>.<hex>"
+        ));
     }
     if !kind.has_revisions() {
         return Ok(new);
@@ -502,7 +505,9 @@ async fn expect_roll(
         settled(ns, kind, name).await.then_some(())
     })
     .await
-    .ok_or_else(|| format!("{what}: the rollout after the stamp change did not complete within 90s"))?;
+    .ok_or_else(|| {
+        format!("{what}: the rollout after the stamp change did not complete within 90s")
+    })?;
     let current = template_stamp(ns, kind, name).await.unwrap_or_default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -525,7 +530,12 @@ async fn expect_roll(
 }
 
 /// Checks that nothing rolled: same template stamp, same number of revisions.
-async fn expect_unchanged(ns: &TestNamespace, kind: Kind, name: &str, before: &Base) -> Result<(), String> {
+async fn expect_unchanged(
+    ns: &TestNamespace,
+    kind: Kind,
+    name: &str,
+    before: &Base,
+) -> Result<(), String> {
     let now = baseline(ns, kind, name).await;
     if now.stamp == before.stamp && now.revisions == before.revisions {
         Ok(())
@@ -570,7 +580,12 @@ async fn fresh_stamp(ns: &TestNamespace, name: &str) -> Option<String> {
         )
         .await
         .ok()?;
-    out.spec?.template.metadata?.annotations?.get(STAMP).cloned()
+    out.spec?
+        .template
+        .metadata?
+        .annotations?
+        .get(STAMP)
+        .cloned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,19 +648,15 @@ async fn baselines(ns: &TestNamespace, cases: &[Case]) -> Vec<Base> {
 /// After the test acted: every `rolls` case rolls exactly once, every `keeps` case does not.
 /// Returns one line per failing case.
 async fn verify(ns: &TestNamespace, cases: &[Case], bases: &[Base]) -> Vec<String> {
-    let rolled: Vec<Result<String, String>> = join_all(
-        cases
-            .iter()
-            .zip(bases)
-            .map(|(c, b)| async move {
-                if c.roll {
-                    expect_roll(ns, c.kind, c.name, b).await
-                } else {
-                    Ok(String::new())
-                }
-            }),
-    )
-    .await;
+    let rolled: Vec<Result<String, String>> =
+        join_all(cases.iter().zip(bases).map(|(c, b)| async move {
+            if c.roll {
+                expect_roll(ns, c.kind, c.name, b).await
+            } else {
+                Ok(String::new())
+            }
+        }))
+        .await;
     tokio::time::sleep(SETTLE).await;
     let mut failures = Vec::new();
     for ((c, b), r) in cases.iter().zip(bases).zip(rolled) {
@@ -702,8 +713,16 @@ async fn every_reference_style_triggers_a_roll() {
     ] {
         cm(c).data(json!({"k": "v0", "a": "a0"})).create(&ns).await;
     }
-    for s in ["vol-secret", "proj-secret", "envfrom-secret", "keyref-secret"] {
-        secret(s).data(json!({"k": "v0", "a": "a0"})).create(&ns).await;
+    for s in [
+        "vol-secret",
+        "proj-secret",
+        "envfrom-secret",
+        "keyref-secret",
+    ] {
+        secret(s)
+            .data(json!({"k": "v0", "a": "a0"}))
+            .create(&ns)
+            .await;
     }
     let kreload = kreload_for(&[&ns], &[]);
     let auto = json!({"reloader.stakater.com/auto": "true"});
@@ -713,25 +732,61 @@ async fn every_reference_style_triggers_a_roll() {
             "volumes": [vol]})
     };
     let manifests = [
-        deploy("vol-cm", auto.clone(), mounted(json!({"name": "cfg", "configMap": {"name": "vol-cm"}}))),
-        deploy("vol-secret", auto.clone(), mounted(json!({"name": "cfg", "secret": {"secretName": "vol-secret"}}))),
-        deploy("proj-cm", auto.clone(), mounted(json!({"name": "cfg", "projected": {"sources": [
-            {"configMap": {"name": "proj-cm", "items": [{"key": "k", "path": "k"}]}}]}}))),
-        deploy("proj-secret", auto.clone(), mounted(json!({"name": "cfg", "projected": {"sources": [
-            {"secret": {"name": "proj-secret"}}]}}))),
+        deploy(
+            "vol-cm",
+            auto.clone(),
+            mounted(json!({"name": "cfg", "configMap": {"name": "vol-cm"}})),
+        ),
+        deploy(
+            "vol-secret",
+            auto.clone(),
+            mounted(json!({"name": "cfg", "secret": {"secretName": "vol-secret"}})),
+        ),
+        deploy(
+            "proj-cm",
+            auto.clone(),
+            mounted(json!({"name": "cfg", "projected": {"sources": [
+            {"configMap": {"name": "proj-cm", "items": [{"key": "k", "path": "k"}]}}]}})),
+        ),
+        deploy(
+            "proj-secret",
+            auto.clone(),
+            mounted(json!({"name": "cfg", "projected": {"sources": [
+            {"secret": {"name": "proj-secret"}}]}})),
+        ),
         deploy("envfrom-cm", auto.clone(), env_from(&["envfrom-cm"], &[])),
-        deploy("envfrom-secret", auto.clone(), env_from(&[], &["envfrom-secret"])),
-        deploy("keyref-cm", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
-            "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "keyref-cm", "key": "k"}}}]}]})),
-        deploy("keyref-secret", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
-            "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "keyref-secret", "key": "k"}}}]}]})),
-        deploy("init", auto.clone(), json!({
+        deploy(
+            "envfrom-secret",
+            auto.clone(),
+            env_from(&[], &["envfrom-secret"]),
+        ),
+        deploy(
+            "keyref-cm",
+            auto.clone(),
+            json!({"containers": [{"name": "app", "image": IMAGE,
+            "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "keyref-cm", "key": "k"}}}]}]}),
+        ),
+        deploy(
+            "keyref-secret",
+            auto.clone(),
+            json!({"containers": [{"name": "app", "image": IMAGE,
+            "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "keyref-secret", "key": "k"}}}]}]}),
+        ),
+        deploy(
+            "init",
+            auto.clone(),
+            json!({
             "initContainers": [{"name": "init", "image": IMAGE, "envFrom": [{"configMapRef": {"name": "init-cm"}}]}],
-            "containers": [{"name": "app", "image": IMAGE}]})),
-        deploy("second", auto.clone(), json!({"containers": [
+            "containers": [{"name": "app", "image": IMAGE}]}),
+        ),
+        deploy(
+            "second",
+            auto.clone(),
+            json!({"containers": [
             {"name": "app", "image": IMAGE},
             {"name": "sidecar", "image": IMAGE,
-             "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "second-cm", "key": "k"}}}]}]})),
+             "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "second-cm", "key": "k"}}}]}]}),
+        ),
     ];
     for m in manifests {
         create(&ns, m).await;
@@ -740,7 +795,11 @@ async fn every_reference_style_triggers_a_roll() {
     let cases = [
         rolls(d, "vol-cm", "configMap volume"),
         rolls(d, "vol-secret", "secret volume"),
-        rolls(d, "proj-cm", "configMap source of a projected volume (items key k)"),
+        rolls(
+            d,
+            "proj-cm",
+            "configMap source of a projected volume (items key k)",
+        ),
         rolls(d, "proj-secret", "secret source of a projected volume"),
         rolls(d, "envfrom-cm", "envFrom configMapRef"),
         rolls(d, "envfrom-secret", "envFrom secretRef"),
@@ -750,10 +809,22 @@ async fn every_reference_style_triggers_a_roll() {
         rolls(d, "second", "configMapKeyRef in the second container"),
     ];
     let bases = baselines(&ns, &cases).await;
-    for c in ["vol-cm", "proj-cm", "envfrom-cm", "keyref-cm", "init-cm", "second-cm"] {
+    for c in [
+        "vol-cm",
+        "proj-cm",
+        "envfrom-cm",
+        "keyref-cm",
+        "init-cm",
+        "second-cm",
+    ] {
         set_cm(&ns, c, "k", "v1").await;
     }
-    for s in ["vol-secret", "proj-secret", "envfrom-secret", "keyref-secret"] {
+    for s in [
+        "vol-secret",
+        "proj-secret",
+        "envfrom-secret",
+        "keyref-secret",
+    ] {
         set_secret(&ns, s, "k", "v1").await;
     }
     check(verify(&ns, &cases, &bases).await, &[&kreload]);
@@ -797,7 +868,10 @@ async fn annotations_decide_which_changes_roll() {
             .create(&ns)
             .await;
     }
-    cm("keys-cm").data(json!({"a": "a0", "b": "b0"})).create(&ns).await;
+    cm("keys-cm")
+        .data(json!({"a": "a0", "b": "b0"}))
+        .create(&ns)
+        .await;
     for name in [
         "cmauto-secret",
         "cmauto2-secret",
@@ -818,45 +892,109 @@ async fn annotations_decide_which_changes_roll() {
     let cm_reload = |list: &str| json!({"configmap.reloader.stakater.com/reload": list});
     let manifests = [
         deploy("auto", auto.clone(), env_from(&["auto-cm"], &[])),
-        deploy("cm-auto", cm_auto.clone(), env_from(&["cmauto-cm"], &["cmauto-secret"])),
-        deploy("cm-auto-secret", cm_auto.clone(), env_from(&["cmauto2-cm"], &["cmauto2-secret"])),
-        deploy("secret-auto", secret_auto.clone(), env_from(&["secauto-cm"], &["secauto-secret"])),
-        deploy("secret-auto-cm", secret_auto.clone(), env_from(&["secauto2-cm"], &["secauto2-secret"])),
-        deploy("search", search.clone(), json!({
+        deploy(
+            "cm-auto",
+            cm_auto.clone(),
+            env_from(&["cmauto-cm"], &["cmauto-secret"]),
+        ),
+        deploy(
+            "cm-auto-secret",
+            cm_auto.clone(),
+            env_from(&["cmauto2-cm"], &["cmauto2-secret"]),
+        ),
+        deploy(
+            "secret-auto",
+            secret_auto.clone(),
+            env_from(&["secauto-cm"], &["secauto-secret"]),
+        ),
+        deploy(
+            "secret-auto-cm",
+            secret_auto.clone(),
+            env_from(&["secauto2-cm"], &["secauto2-secret"]),
+        ),
+        deploy(
+            "search",
+            search.clone(),
+            json!({
             "containers": [{"name": "app", "image": IMAGE, "volumeMounts": [{"name": "c", "mountPath": "/c"}]}],
-            "volumes": [{"name": "c", "configMap": {"name": "match-cm"}}]})),
+            "volumes": [{"name": "c", "configMap": {"name": "match-cm"}}]}),
+        ),
         deploy("match-only", none.clone(), env_from(&["match2-cm"], &[])),
-        deploy("search-nomatch", search.clone(), env_from(&["nomatch-cm"], &[])),
-        deploy("shared-search", search.clone(), env_from(&["shared-cm"], &[])),
+        deploy(
+            "search-nomatch",
+            search.clone(),
+            env_from(&["nomatch-cm"], &[]),
+        ),
+        deploy(
+            "shared-search",
+            search.clone(),
+            env_from(&["shared-cm"], &[]),
+        ),
         deploy("shared-plain", none.clone(), env_from(&["shared-cm"], &[])),
-        deploy("list", cm_reload("list-one, list-two"), env_from(&["list-one", "list-two"], &[])),
+        deploy(
+            "list",
+            cm_reload("list-one, list-two"),
+            env_from(&["list-one", "list-two"], &[]),
+        ),
         deploy("list-unref", cm_reload("unref-cm"), json!({})),
         deploy("list-regex", cm_reload("rx-[a-z]+"), json!({})),
         deploy("list-regex-anchored", cm_reload("ry-[0-9]+"), json!({})),
-        deploy("secret-list", json!({"secret.reloader.stakater.com/reload": "slist-secret"}), env_from(&[], &["slist-secret"])),
-        deploy("exclude", json!({"reloader.stakater.com/auto": "true",
-            "configmaps.exclude.reloader.stakater.com/reload": "excl-cm"}), env_from(&["excl-cm"], &[])),
-        deploy("exclude-other", json!({"reloader.stakater.com/auto": "true",
-            "configmaps.exclude.reloader.stakater.com/reload": "excl2-cm"}), env_from(&["excl2-cm", "exclpos-cm"], &[])),
-        deploy("secret-exclude", json!({"reloader.stakater.com/auto": "true",
-            "secrets.exclude.reloader.stakater.com/reload": "sexcl-secret"}), env_from(&[], &["sexcl-secret"])),
-        deploy("exclude-beats-list", json!({"configmap.reloader.stakater.com/reload": "exlist-cm",
-            "configmaps.exclude.reloader.stakater.com/reload": "exlist-cm"}), env_from(&["exlist-cm"], &[])),
+        deploy(
+            "secret-list",
+            json!({"secret.reloader.stakater.com/reload": "slist-secret"}),
+            env_from(&[], &["slist-secret"]),
+        ),
+        deploy(
+            "exclude",
+            json!({"reloader.stakater.com/auto": "true",
+            "configmaps.exclude.reloader.stakater.com/reload": "excl-cm"}),
+            env_from(&["excl-cm"], &[]),
+        ),
+        deploy(
+            "exclude-other",
+            json!({"reloader.stakater.com/auto": "true",
+            "configmaps.exclude.reloader.stakater.com/reload": "excl2-cm"}),
+            env_from(&["excl2-cm", "exclpos-cm"], &[]),
+        ),
+        deploy(
+            "secret-exclude",
+            json!({"reloader.stakater.com/auto": "true",
+            "secrets.exclude.reloader.stakater.com/reload": "sexcl-secret"}),
+            env_from(&[], &["sexcl-secret"]),
+        ),
+        deploy(
+            "exclude-beats-list",
+            json!({"configmap.reloader.stakater.com/reload": "exlist-cm",
+            "configmaps.exclude.reloader.stakater.com/reload": "exlist-cm"}),
+            env_from(&["exlist-cm"], &[]),
+        ),
         deploy("ignored", auto.clone(), env_from(&["ignored-cm"], &[])),
-        deploy("ignored-listed", cm_reload("ignored2-cm"), env_from(&["ignored2-cm"], &[])),
+        deploy(
+            "ignored-listed",
+            cm_reload("ignored2-cm"),
+            env_from(&["ignored2-cm"], &[]),
+        ),
         with_template_annotations(
             deploy("template-only", none.clone(), env_from(&["tmpl-cm"], &[])),
             Kind::Deployment,
             auto.clone(),
         ),
         with_template_annotations(
-            deploy("both", cm_reload("both-a"), env_from(&["both-a", "both-b"], &[])),
+            deploy(
+                "both",
+                cm_reload("both-a"),
+                env_from(&["both-a", "both-b"], &[]),
+            ),
             Kind::Deployment,
             auto.clone(),
         ),
         deploy("metadata", auto.clone(), env_from(&["meta-cm"], &[])),
-        deploy("unconsumed-key", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
-            "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "keys-cm", "key": "a"}}}]}]})),
+        deploy(
+            "unconsumed-key",
+            auto.clone(),
+            json!({"containers": [{"name": "app", "image": IMAGE,
+            "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "keys-cm", "key": "a"}}}]}]}),
+        ),
     ];
     for m in manifests {
         create(&ns, m).await;
@@ -864,30 +1002,94 @@ async fn annotations_decide_which_changes_roll() {
     let d = Kind::Deployment;
     let cases = [
         rolls(d, "auto", "auto: a referenced ConfigMap changed"),
-        rolls(d, "cm-auto", "configmap auto: a referenced ConfigMap changed"),
+        rolls(
+            d,
+            "cm-auto",
+            "configmap auto: a referenced ConfigMap changed",
+        ),
         keeps(d, "cm-auto-secret", "configmap auto ignores Secrets"),
         rolls(d, "secret-auto", "secret auto: a referenced Secret changed"),
         keeps(d, "secret-auto-cm", "secret auto ignores ConfigMaps"),
         rolls(d, "search", "search + a referenced ConfigMap with match"),
-        keeps(d, "match-only", "match on the ConfigMap, no search on the workload"),
-        keeps(d, "search-nomatch", "search, but the ConfigMap has no match"),
-        rolls(d, "shared-search", "shares a matched ConfigMap and searches"),
-        keeps(d, "shared-plain", "shares a matched ConfigMap but does not search"),
-        rolls(d, "list", "reload list with two (space-padded) names, the second changed"),
-        rolls(d, "list-unref", "reload list names a ConfigMap the pod does not reference"),
-        rolls(d, "list-regex", "reload list regex rx-[a-z]+ matches rx-alpha"),
-        keeps(d, "list-regex-anchored", "reload list regex ry-[0-9]+ must match the whole name, not ry-1x"),
+        keeps(
+            d,
+            "match-only",
+            "match on the ConfigMap, no search on the workload",
+        ),
+        keeps(
+            d,
+            "search-nomatch",
+            "search, but the ConfigMap has no match",
+        ),
+        rolls(
+            d,
+            "shared-search",
+            "shares a matched ConfigMap and searches",
+        ),
+        keeps(
+            d,
+            "shared-plain",
+            "shares a matched ConfigMap but does not search",
+        ),
+        rolls(
+            d,
+            "list",
+            "reload list with two (space-padded) names, the second changed",
+        ),
+        rolls(
+            d,
+            "list-unref",
+            "reload list names a ConfigMap the pod does not reference",
+        ),
+        rolls(
+            d,
+            "list-regex",
+            "reload list regex rx-[a-z]+ matches rx-alpha",
+        ),
+        keeps(
+            d,
+            "list-regex-anchored",
+            "reload list regex ry-[0-9]+ must match the whole name, not ry-1x",
+        ),
         rolls(d, "secret-list", "secret reload list"),
         keeps(d, "exclude", "auto, but the changed ConfigMap is excluded"),
-        rolls(d, "exclude-other", "auto with an exclude list; a non-excluded ConfigMap changed"),
-        keeps(d, "secret-exclude", "auto, but the changed Secret is excluded"),
-        keeps(d, "exclude-beats-list", "the ConfigMap is in both the reload and the exclude list"),
+        rolls(
+            d,
+            "exclude-other",
+            "auto with an exclude list; a non-excluded ConfigMap changed",
+        ),
+        keeps(
+            d,
+            "secret-exclude",
+            "auto, but the changed Secret is excluded",
+        ),
+        keeps(
+            d,
+            "exclude-beats-list",
+            "the ConfigMap is in both the reload and the exclude list",
+        ),
         keeps(d, "ignored", "auto, but the ConfigMap has ignore: true"),
-        keeps(d, "ignored-listed", "reload list names it, but the ConfigMap has ignore: true"),
+        keeps(
+            d,
+            "ignored-listed",
+            "reload list names it, but the ConfigMap has ignore: true",
+        ),
         rolls(d, "template-only", "auto on the pod template only"),
-        keeps(d, "both", "workload annotations present, so the template's auto is not read"),
-        keeps(d, "metadata", "only labels and annotations of the ConfigMap changed"),
-        keeps(d, "unconsumed-key", "key b changed; the workload consumes only key a"),
+        keeps(
+            d,
+            "both",
+            "workload annotations present, so the template's auto is not read",
+        ),
+        keeps(
+            d,
+            "metadata",
+            "only labels and annotations of the ConfigMap changed",
+        ),
+        keeps(
+            d,
+            "unconsumed-key",
+            "key b changed; the workload consumes only key a",
+        ),
     ];
     let bases = baselines(&ns, &cases).await;
 
@@ -913,7 +1115,12 @@ async fn annotations_decide_which_changes_roll() {
     ] {
         set_cm(&ns, name, "k", "v1").await;
     }
-    for name in ["cmauto2-secret", "secauto-secret", "slist-secret", "sexcl-secret"] {
+    for name in [
+        "cmauto2-secret",
+        "secauto-secret",
+        "slist-secret",
+        "sexcl-secret",
+    ] {
         set_secret(&ns, name, "k", "v1").await;
     }
     patch_cm(
@@ -938,13 +1145,29 @@ async fn auto_reload_all_rolls_unannotated_workloads_and_auto_false_opts_out() {
     secret("plain-secret").create(&ns).await;
     let kreload = kreload_for(&[&ns], &["--auto-reload-all"]);
     let off = json!({"reloader.stakater.com/auto": "false"});
-    create(&ns, deploy("plain", json!({}), env_from(&["plain-cm"], &[]))).await;
-    create(&ns, deploy("plain-secret", json!({}), env_from(&[], &["plain-secret"]))).await;
-    create(&ns, deploy("opt-out", off.clone(), env_from(&["optout-cm"], &[]))).await;
+    create(
+        &ns,
+        deploy("plain", json!({}), env_from(&["plain-cm"], &[])),
+    )
+    .await;
+    create(
+        &ns,
+        deploy("plain-secret", json!({}), env_from(&[], &["plain-secret"])),
+    )
+    .await;
+    create(
+        &ns,
+        deploy("opt-out", off.clone(), env_from(&["optout-cm"], &[])),
+    )
+    .await;
     create(
         &ns,
         with_template_annotations(
-            deploy("opt-out-template", json!({}), env_from(&["optout2-cm"], &[])),
+            deploy(
+                "opt-out-template",
+                json!({}),
+                env_from(&["optout2-cm"], &[]),
+            ),
             Kind::Deployment,
             off.clone(),
         ),
@@ -952,10 +1175,26 @@ async fn auto_reload_all_rolls_unannotated_workloads_and_auto_false_opts_out() {
     .await;
     let d = Kind::Deployment;
     let cases = [
-        rolls(d, "plain", "no annotation under --auto-reload-all (ConfigMap)"),
-        rolls(d, "plain-secret", "no annotation under --auto-reload-all (Secret)"),
-        keeps(d, "opt-out", "auto: \"false\" opts out of --auto-reload-all"),
-        keeps(d, "opt-out-template", "auto: \"false\" on the pod template opts out"),
+        rolls(
+            d,
+            "plain",
+            "no annotation under --auto-reload-all (ConfigMap)",
+        ),
+        rolls(
+            d,
+            "plain-secret",
+            "no annotation under --auto-reload-all (Secret)",
+        ),
+        keeps(
+            d,
+            "opt-out",
+            "auto: \"false\" opts out of --auto-reload-all",
+        ),
+        keeps(
+            d,
+            "opt-out-template",
+            "auto: \"false\" on the pod template opts out",
+        ),
     ];
     let bases = baselines(&ns, &cases).await;
     for name in ["plain-cm", "optout-cm", "optout2-cm"] {
@@ -987,23 +1226,49 @@ async fn resources_to_ignore_and_ignored_workload_types_filter_changes() {
     let kreload_b = kreload_for(&[&ns_b], &["--resources-to-ignore", "configMaps"]);
     let auto = json!({"reloader.stakater.com/auto": "true"});
     for ns in [&ns_a, &ns_b] {
-        create(ns, deploy("cm-user", auto.clone(), env_from(&["app-cm"], &[]))).await;
-        create(ns, deploy("secret-user", auto.clone(), env_from(&[], &["app-secret"]))).await;
+        create(
+            ns,
+            deploy("cm-user", auto.clone(), env_from(&["app-cm"], &[])),
+        )
+        .await;
+        create(
+            ns,
+            deploy("secret-user", auto.clone(), env_from(&[], &["app-secret"])),
+        )
+        .await;
     }
     create(
         &ns_a,
-        workload(Kind::StatefulSet, "sts", 1, auto.clone(), env_from(&["app-cm"], &[])),
+        workload(
+            Kind::StatefulSet,
+            "sts",
+            1,
+            auto.clone(),
+            env_from(&["app-cm"], &[]),
+        ),
     )
     .await;
     let d = Kind::Deployment;
     let cases_a = [
-        rolls(d, "cm-user", "--resources-to-ignore secrets does not block ConfigMaps"),
+        rolls(
+            d,
+            "cm-user",
+            "--resources-to-ignore secrets does not block ConfigMaps",
+        ),
         keeps(d, "secret-user", "--resources-to-ignore secrets"),
-        keeps(Kind::StatefulSet, "sts", "--ignored-workload-types statefulsets"),
+        keeps(
+            Kind::StatefulSet,
+            "sts",
+            "--ignored-workload-types statefulsets",
+        ),
     ];
     let cases_b = [
         keeps(d, "cm-user", "--resources-to-ignore configMaps"),
-        rolls(d, "secret-user", "--resources-to-ignore configMaps does not block Secrets"),
+        rolls(
+            d,
+            "secret-user",
+            "--resources-to-ignore configMaps does not block Secrets",
+        ),
     ];
     let bases_a = baselines(&ns_a, &cases_a).await;
     let bases_b = baselines(&ns_b, &cases_b).await;
@@ -1026,7 +1291,8 @@ async fn namespace_selector_and_namespaces_to_ignore_scope_the_watcher() {
     let client = client().await;
     let group = format!("g{:08x}", rand::random::<u32>());
     let watched = TestNamespace::with_labels(&client, "e2e-w-sel", &[("e2e-group", &group)]).await;
-    let ignored = TestNamespace::with_labels(&client, "e2e-w-selign", &[("e2e-group", &group)]).await;
+    let ignored =
+        TestNamespace::with_labels(&client, "e2e-w-selign", &[("e2e-group", &group)]).await;
     let unlabeled = TestNamespace::new(&client, "e2e-w-selno").await;
     let all = [&watched, &ignored, &unlabeled];
     for ns in all {
@@ -1051,7 +1317,11 @@ async fn namespace_selector_and_namespaces_to_ignore_scope_the_watcher() {
     let d = Kind::Deployment;
     let cases_watched = [rolls(d, "web", "namespace matches --namespace-selector")];
     let cases_ignored = [keeps(d, "web", "namespace in --namespaces-to-ignore")];
-    let cases_unlabeled = [keeps(d, "web", "namespace does not match --namespace-selector")];
+    let cases_unlabeled = [keeps(
+        d,
+        "web",
+        "namespace does not match --namespace-selector",
+    )];
     let bw = baselines(&watched, &cases_watched).await;
     let bi = baselines(&ignored, &cases_ignored).await;
     let bu = baselines(&unlabeled, &cases_unlabeled).await;
@@ -1088,16 +1358,48 @@ async fn resource_label_selector_filters_configs() {
         .await;
     let kreload = kreload_for(&[&ns], &["--resource-label-selector", "e2e-reload=yes"]);
     let auto = json!({"reloader.stakater.com/auto": "true"});
-    create(&ns, deploy("labeled", auto.clone(), env_from(&["labeled-cm"], &[]))).await;
-    create(&ns, deploy("labeled-secret", auto.clone(), env_from(&[], &["labeled-secret"]))).await;
-    create(&ns, deploy("unlabeled", auto.clone(), env_from(&["unlabeled-cm"], &[]))).await;
-    create(&ns, deploy("other-label", auto.clone(), env_from(&["other-label-cm"], &[]))).await;
+    create(
+        &ns,
+        deploy("labeled", auto.clone(), env_from(&["labeled-cm"], &[])),
+    )
+    .await;
+    create(
+        &ns,
+        deploy(
+            "labeled-secret",
+            auto.clone(),
+            env_from(&[], &["labeled-secret"]),
+        ),
+    )
+    .await;
+    create(
+        &ns,
+        deploy("unlabeled", auto.clone(), env_from(&["unlabeled-cm"], &[])),
+    )
+    .await;
+    create(
+        &ns,
+        deploy(
+            "other-label",
+            auto.clone(),
+            env_from(&["other-label-cm"], &[]),
+        ),
+    )
+    .await;
     let d = Kind::Deployment;
     let cases = [
         rolls(d, "labeled", "ConfigMap matches --resource-label-selector"),
-        rolls(d, "labeled-secret", "Secret matches --resource-label-selector"),
+        rolls(
+            d,
+            "labeled-secret",
+            "Secret matches --resource-label-selector",
+        ),
         keeps(d, "unlabeled", "ConfigMap without the label"),
-        keeps(d, "other-label", "ConfigMap with the label key but another value"),
+        keeps(
+            d,
+            "other-label",
+            "ConfigMap with the label key but another value",
+        ),
     ];
     let bases = baselines(&ns, &cases).await;
     for name in ["labeled-cm", "unlabeled-cm", "other-label-cm"] {
@@ -1123,32 +1425,68 @@ async fn reload_on_create_and_on_delete_only_with_their_flags() {
     for ns in [&ns_on, &ns_off] {
         create(
             ns,
-            deploy("later", json!({"configmap.reloader.stakater.com/reload": "later-cm"}), json!({})),
+            deploy(
+                "later",
+                json!({"configmap.reloader.stakater.com/reload": "later-cm"}),
+                json!({}),
+            ),
         )
         .await;
         create(
             ns,
-            deploy("gone", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
-                "envFrom": [{"configMapRef": {"name": "gone-cm", "optional": true}}]}]})),
+            deploy(
+                "gone",
+                auto.clone(),
+                json!({"containers": [{"name": "app", "image": IMAGE,
+                "envFrom": [{"configMapRef": {"name": "gone-cm", "optional": true}}]}]}),
+            ),
         )
         .await;
         create(
             ns,
-            deploy("gone-secret", auto.clone(), json!({"containers": [{"name": "app", "image": IMAGE,
-                "envFrom": [{"secretRef": {"name": "gone-secret", "optional": true}}]}]})),
+            deploy(
+                "gone-secret",
+                auto.clone(),
+                json!({"containers": [{"name": "app", "image": IMAGE,
+                "envFrom": [{"secretRef": {"name": "gone-secret", "optional": true}}]}]}),
+            ),
         )
         .await;
     }
     let d = Kind::Deployment;
     let cases_on = [
-        rolls(d, "later", "--reload-on-create: the listed ConfigMap was created"),
-        rolls(d, "gone", "--reload-on-delete: the referenced ConfigMap was deleted"),
-        rolls(d, "gone-secret", "--reload-on-delete: the referenced Secret was deleted"),
+        rolls(
+            d,
+            "later",
+            "--reload-on-create: the listed ConfigMap was created",
+        ),
+        rolls(
+            d,
+            "gone",
+            "--reload-on-delete: the referenced ConfigMap was deleted",
+        ),
+        rolls(
+            d,
+            "gone-secret",
+            "--reload-on-delete: the referenced Secret was deleted",
+        ),
     ];
     let cases_off = [
-        keeps(d, "later", "no --reload-on-create: creating a listed ConfigMap rolls nothing"),
-        keeps(d, "gone", "no --reload-on-delete: deleting a ConfigMap rolls nothing"),
-        keeps(d, "gone-secret", "no --reload-on-delete: deleting a Secret rolls nothing"),
+        keeps(
+            d,
+            "later",
+            "no --reload-on-create: creating a listed ConfigMap rolls nothing",
+        ),
+        keeps(
+            d,
+            "gone",
+            "no --reload-on-delete: deleting a ConfigMap rolls nothing",
+        ),
+        keeps(
+            d,
+            "gone-secret",
+            "no --reload-on-delete: deleting a Secret rolls nothing",
+        ),
     ];
     let bases_on = baselines(&ns_on, &cases_on).await;
     let bases_off = baselines(&ns_off, &cases_off).await;
@@ -1205,7 +1543,8 @@ async fn ensure_rollout_crd(client: &kube::Client) {
         },
     )
     .await;
-    let rollouts: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &Kind::Rollout.resource());
+    let rollouts: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &Kind::Rollout.resource());
     wait_for("Rollouts to be served", Duration::from_secs(30), || async {
         rollouts.list(&ListParams::default()).await.ok().map(|_| ())
     })
@@ -1224,10 +1563,50 @@ async fn statefulsets_daemonsets_cronjobs_and_rollouts_are_rolled() {
     }
     let kreload = kreload_for(&[&ns], &[]);
     let auto = json!({"reloader.stakater.com/auto": "true"});
-    create(&ns, workload(Kind::StatefulSet, "sts", 2, auto.clone(), env_from(&["sts-cm"], &[]))).await;
-    create(&ns, workload(Kind::DaemonSet, "ds", 1, auto.clone(), env_from(&["ds-cm"], &[]))).await;
-    create(&ns, workload(Kind::CronJob, "cron", 1, auto.clone(), env_from(&["cron-cm"], &[]))).await;
-    create(&ns, workload(Kind::Rollout, "ro", 1, auto.clone(), env_from(&["ro-cm"], &[]))).await;
+    create(
+        &ns,
+        workload(
+            Kind::StatefulSet,
+            "sts",
+            2,
+            auto.clone(),
+            env_from(&["sts-cm"], &[]),
+        ),
+    )
+    .await;
+    create(
+        &ns,
+        workload(
+            Kind::DaemonSet,
+            "ds",
+            1,
+            auto.clone(),
+            env_from(&["ds-cm"], &[]),
+        ),
+    )
+    .await;
+    create(
+        &ns,
+        workload(
+            Kind::CronJob,
+            "cron",
+            1,
+            auto.clone(),
+            env_from(&["cron-cm"], &[]),
+        ),
+    )
+    .await;
+    create(
+        &ns,
+        workload(
+            Kind::Rollout,
+            "ro",
+            1,
+            auto.clone(),
+            env_from(&["ro-cm"], &[]),
+        ),
+    )
+    .await;
     create(
         &ns,
         workload(
@@ -1242,8 +1621,16 @@ async fn statefulsets_daemonsets_cronjobs_and_rollouts_are_rolled() {
     let cases = [
         rolls(Kind::StatefulSet, "sts", "StatefulSet with auto"),
         rolls(Kind::DaemonSet, "ds", "DaemonSet with auto"),
-        rolls(Kind::CronJob, "cron", "CronJob with auto: the job template is stamped"),
-        rolls(Kind::Rollout, "ro", "Argo Rollout with auto (default strategy: template change)"),
+        rolls(
+            Kind::CronJob,
+            "cron",
+            "CronJob with auto: the job template is stamped",
+        ),
+        rolls(
+            Kind::Rollout,
+            "ro",
+            "Argo Rollout with auto (default strategy: template change)",
+        ),
     ];
     let bases = baselines(&ns, &cases).await;
     let restart_at = || async {
@@ -1258,7 +1645,12 @@ async fn statefulsets_daemonsets_cronjobs_and_rollouts_are_rolled() {
     }
     let mut failures = verify(&ns, &cases, &bases).await;
 
-    let jobs = ns.api::<Job>().list(&ListParams::default()).await.unwrap().items;
+    let jobs = ns
+        .api::<Job>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
     if !jobs.is_empty() {
         failures.push(format!(
             "CronJob cron: {} Job(s) started out of schedule: {:?}",
@@ -1324,8 +1716,20 @@ async fn changes_are_coalesced_and_storms_are_damped() {
     cm("burst-cm").create(&ns).await;
     let kreload = kreload_for(&[&ns], &[]);
     let auto = json!({"reloader.stakater.com/auto": "true"});
-    create(&ns, deploy("pair", auto.clone(), env_from(&["pair-cm"], &["pair-secret"]))).await;
-    create(&ns, deploy("burst", auto.clone(), env_from(&["burst-cm"], &[]))).await;
+    create(
+        &ns,
+        deploy(
+            "pair",
+            auto.clone(),
+            env_from(&["pair-cm"], &["pair-secret"]),
+        ),
+    )
+    .await;
+    create(
+        &ns,
+        deploy("burst", auto.clone(), env_from(&["burst-cm"], &[])),
+    )
+    .await;
     let d = Kind::Deployment;
     let cases = [
         rolls(d, "pair", "a ConfigMap and a Secret changed 200 ms apart"),
@@ -1346,7 +1750,10 @@ async fn changes_are_coalesced_and_storms_are_damped() {
             set_cm(&ns, "burst-cm", "k", &format!("burst-{i}")).await;
         }
         let took = start.elapsed();
-        assert!(took < Duration::from_millis(2500), "the burst took {took:?}");
+        assert!(
+            took < Duration::from_millis(2500),
+            "the burst took {took:?}"
+        );
     };
     tokio::join!(pair, burst);
 
@@ -1369,7 +1776,10 @@ async fn changes_are_coalesced_and_storms_are_damped() {
                 ));
             }
             if now.stamp.as_ref() != Some(&stamp) {
-                failures.push(format!("Deployment pair: stamp moved again: {stamp} -> {:?}", now.stamp));
+                failures.push(format!(
+                    "Deployment pair: stamp moved again: {stamp} -> {:?}",
+                    now.stamp
+                ));
             }
         }
     }
@@ -1438,7 +1848,11 @@ async fn restart_rolls_only_what_changed_while_down() {
     // Crash, change the config while down, create an (unstamped) workload while down, start again.
     second.stop();
     set_cm(&ns, "app-cm", "k", "changed-while-down").await;
-    create(&ns, deploy("late", auto.clone(), env_from(&["late-cm"], &[]))).await;
+    create(
+        &ns,
+        deploy("late", auto.clone(), env_from(&["late-cm"], &[])),
+    )
+    .await;
     let late = [keeps(d, "late", "")];
     let late_base = baselines(&ns, &late).await.remove(0);
     let third = kreload_for(&[&ns], &[]);
@@ -1509,7 +1923,11 @@ async fn leader_failover_rolls_each_change_exactly_once() {
     let ids = [format!("{}-a", ns.name), format!("{}-b", ns.name)];
     create(
         &ns,
-        deploy("web", json!({"reloader.stakater.com/auto": "true"}), env_from(&["app-cm"], &[])),
+        deploy(
+            "web",
+            json!({"reloader.stakater.com/auto": "true"}),
+            env_from(&["app-cm"], &[]),
+        ),
     )
     .await;
     let d = Kind::Deployment;
@@ -1549,7 +1967,9 @@ async fn leader_failover_rolls_each_change_exactly_once() {
     }
 
     match expect_roll(&ns, d, "web", &base).await {
-        Err(e) => failures.push(format!("{e} (change made just before the leader was killed)")),
+        Err(e) => failures.push(format!(
+            "{e} (change made just before the leader was killed)"
+        )),
         Ok(first) => {
             let after_first = Base {
                 stamp: Some(first.clone()),
@@ -1621,7 +2041,11 @@ async fn walkthrough_nginx_search_match_rolls_on_configmap_edit() {
     )
     .await;
     let d = Kind::Deployment;
-    let cases = [rolls(d, "nginx", "search + match: the mounted ConfigMap was edited")];
+    let cases = [rolls(
+        d,
+        "nginx",
+        "search + match: the mounted ConfigMap was edited",
+    )];
     let bases = baselines(&ns, &cases).await;
     set_cm(&ns, "nginx-cm", "index.html", "<h1>v2</h1>").await;
     let mut failures = verify(&ns, &cases, &bases).await;
