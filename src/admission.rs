@@ -628,6 +628,83 @@ mod tests {
         );
     }
 
+    fn review_update(object: Value, old: Value) -> Vec<u8> {
+        let mut v: Value =
+            serde_json::from_slice(&review("apps", "Deployment", "UPDATE", object)).unwrap();
+        v["request"]["oldObject"] = old;
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn a_stamp_written_by_the_update_itself_is_kept() {
+        let a = admission();
+        let current = a.key.stamp(&Default::default());
+        let other = format!("{}.{}.{}", "v1", a.key.id(), "0".repeat(64));
+        let old = deployment(
+            json!({"reloader.stakater.com/auto": "true"}),
+            Some(json!({CONFIG_HASH: current})),
+        );
+        // The watcher (maybe on a replica whose store differs) writes a new stamp: kept.
+        let new = deployment(
+            json!({"reloader.stakater.com/auto": "true"}),
+            Some(json!({CONFIG_HASH: other})),
+        );
+        assert_eq!(
+            a.mutate(&review_update(new.clone(), old)).unwrap().outcome,
+            Outcome::Allowed
+        );
+        // An update that leaves a stale stamp as it was gets the current one.
+        assert_eq!(
+            a.mutate(&review_update(new.clone(), new)).unwrap().outcome,
+            Outcome::Patched
+        );
+    }
+
+    #[test]
+    fn restart_rollouts_are_stamped_on_the_object_not_the_template() {
+        let a = admission();
+        let r = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "r", "annotations": {"reloader.stakater.com/auto": "true", "reloader.stakater.com/rollout-strategy": "restart"}},
+            "spec": {"template": {"spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "app"}}]}]}}}});
+        let mut body: Value =
+            serde_json::from_slice(&review("argoproj.io", "Rollout", "CREATE", r.clone())).unwrap();
+        body["request"]["kind"]["version"] = json!("v1alpha1");
+        let resp = response(&a.mutate(&serde_json::to_vec(&body).unwrap()).unwrap());
+        let out = apply_patch(&r, &resp);
+        assert!(out["metadata"]["annotations"][CONFIG_HASH].is_string());
+        assert!(out["spec"]["template"].get("metadata").is_none());
+    }
+
+    #[test]
+    fn unwatched_namespaces_and_ignored_kinds_are_not_stamped() {
+        let mut a = admission();
+        a.namespaces = Arc::new(NamespaceFilter::new(
+            ["other".to_string()].into(),
+            Default::default(),
+            None,
+        ));
+        let d = deployment(json!({"reloader.stakater.com/auto": "true"}), None);
+        assert_eq!(
+            a.mutate(&review("apps", "Deployment", "CREATE", d.clone()))
+                .unwrap()
+                .outcome,
+            Outcome::Allowed
+        );
+        let pod = json!({"metadata": {"name": "p"}, "spec": {}});
+        assert_eq!(
+            a.mutate(&review("", "Pod", "CREATE", pod)).unwrap().outcome,
+            Outcome::Allowed
+        );
+        let mut a = admission();
+        a.ignored_workloads = BTreeSet::from([WorkloadKind::Deployment]);
+        assert_eq!(
+            a.mutate(&review("apps", "Deployment", "CREATE", d))
+                .unwrap()
+                .outcome,
+            Outcome::Allowed
+        );
+    }
+
     #[test]
     fn cronjob_job_templates_are_stamped() {
         let a = admission();

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::namespaces::NamespaceFilter;
 use crate::patch::template_merge_patch;
 use crate::queue::{Pending, Pushed, Reasons, ReloadQueue};
-use crate::trigger::contribution;
+use crate::trigger::{Filters, contribution};
 use crate::workload::WorkloadKind;
 
 /// The watcher's settings (from flags).
@@ -51,65 +51,15 @@ fn skipped(metrics: &Metrics, reason: &'static str) {
 }
 
 impl Reloader {
-    /// The workloads a change rolls, each with the keys that matter to it.
     pub fn affected(&self, change: &ConfigChange) -> Vec<(WorkloadId, Reasons)> {
-        if !self.namespaces.is_watched(&change.namespace) {
-            skipped(&self.metrics, "namespace");
-            return Vec::new();
-        }
-        if change.old.is_none() && !self.settings.reload_on_create {
-            skipped(&self.metrics, "created");
-            return Vec::new();
-        }
-        if change.new.is_none() && !self.settings.reload_on_delete {
-            skipped(&self.metrics, "deleted");
-            return Vec::new();
-        }
-        let changed_keys: BTreeSet<String> = match (&change.old, &change.new) {
-            (Some(old), Some(new)) => old
-                .changed_keys(new)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-            (Some(e), None) | (None, Some(e)) => e.keys.keys().cloned().collect(),
-            (None, None) => BTreeSet::new(),
-        };
-        let filters = &self.admission.filters;
-        let mut out = Vec::new();
-        for w in self.index.candidates(&change.namespace, &change.id) {
-            if self.settings.ignored_workload_types.contains(&w.id.kind) {
-                skipped(&self.metrics, "workload_type");
-                continue;
-            }
-            let before = contribution(
-                &w.policy,
-                &w.refs,
-                &change.id,
-                change.old.as_deref(),
-                filters,
-            );
-            let after = contribution(
-                &w.policy,
-                &w.refs,
-                &change.id,
-                change.new.as_deref(),
-                filters,
-            );
-            if before == after {
-                skipped(&self.metrics, "not_consumed");
-                continue;
-            }
-            let keys = match &w.refs.get(&change.id) {
-                Some(consumption) => changed_keys
-                    .iter()
-                    .filter(|k| consumption.consumes(k))
-                    .cloned()
-                    .collect(),
-                None => changed_keys.clone(),
-            };
-            out.push((w.id.clone(), Reasons::from([(change.id.clone(), keys)])));
-        }
-        out
+        affected(
+            change,
+            &self.index,
+            &self.admission.filters,
+            &self.namespaces,
+            &self.settings,
+            &self.metrics,
+        )
     }
 
     /// The stamp a workload should carry now, if it is still opted in.
@@ -278,6 +228,73 @@ impl Reloader {
     }
 }
 
+/// The workloads a change rolls, each with the keys that matter to it.
+pub fn affected(
+    change: &ConfigChange,
+    index: &WorkloadIndex,
+    filters: &Filters,
+    namespaces: &NamespaceFilter,
+    settings: &ReloadSettings,
+    metrics: &Metrics,
+) -> Vec<(WorkloadId, Reasons)> {
+    if !namespaces.is_watched(&change.namespace) {
+        skipped(metrics, "namespace");
+        return Vec::new();
+    }
+    if change.old.is_none() && !settings.reload_on_create {
+        skipped(metrics, "created");
+        return Vec::new();
+    }
+    if change.new.is_none() && !settings.reload_on_delete {
+        skipped(metrics, "deleted");
+        return Vec::new();
+    }
+    let changed_keys: BTreeSet<String> = match (&change.old, &change.new) {
+        (Some(old), Some(new)) => old
+            .changed_keys(new)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        (Some(e), None) | (None, Some(e)) => e.keys.keys().cloned().collect(),
+        (None, None) => BTreeSet::new(),
+    };
+    let mut out = Vec::new();
+    for w in index.candidates(&change.namespace, &change.id) {
+        if settings.ignored_workload_types.contains(&w.id.kind) {
+            skipped(metrics, "workload_type");
+            continue;
+        }
+        let before = contribution(
+            &w.policy,
+            &w.refs,
+            &change.id,
+            change.old.as_deref(),
+            filters,
+        );
+        let after = contribution(
+            &w.policy,
+            &w.refs,
+            &change.id,
+            change.new.as_deref(),
+            filters,
+        );
+        if before == after {
+            skipped(metrics, "not_consumed");
+            continue;
+        }
+        let keys = match &w.refs.get(&change.id) {
+            Some(consumption) => changed_keys
+                .iter()
+                .filter(|k| consumption.consumes(k))
+                .cloned()
+                .collect(),
+            None => changed_keys.clone(),
+        };
+        out.push((w.id.clone(), Reasons::from([(change.id.clone(), keys)])));
+    }
+    out
+}
+
 fn object_ref(w: &WorkloadInfo) -> ObjectReference {
     ObjectReference {
         api_version: Some(w.api_version.clone()),
@@ -322,4 +339,185 @@ fn now_rfc3339() -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::WorkloadInfo;
+    use crate::model::{ConfigId, ConfigKind, ValueDigest};
+    use crate::policy::{Annotations, parse_workload};
+    use crate::refs::Consumption;
+    use crate::store::ConfigEntry;
+    use std::collections::BTreeMap;
+
+    fn settings() -> ReloadSettings {
+        ReloadSettings {
+            coalesce_window: Duration::from_secs(1),
+            min_roll_interval: Duration::from_secs(10),
+            reload_on_create: false,
+            reload_on_delete: false,
+            ignored_workload_types: BTreeSet::new(),
+        }
+    }
+
+    fn workload(
+        name: &str,
+        annotations: &[(&str, &str)],
+        refs: &[(&str, Consumption)],
+    ) -> WorkloadInfo {
+        let a: Annotations = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WorkloadInfo {
+            id: WorkloadId {
+                kind: WorkloadKind::Deployment,
+                namespace: "ns".into(),
+                name: name.into(),
+            },
+            uid: String::new(),
+            api_version: "apps/v1".into(),
+            policy: Arc::new(parse_workload(&a, None).value),
+            refs: refs
+                .iter()
+                .map(|(n, c)| (ConfigId::new(ConfigKind::ConfigMap, *n), c.clone()))
+                .collect(),
+            stamp: None,
+        }
+    }
+
+    fn entry(keys: &[(&str, &str)], labels: &[(&str, &str)]) -> Arc<ConfigEntry> {
+        Arc::new(ConfigEntry {
+            keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), ValueDigest::of(v.as_bytes())))
+                .collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            ..Default::default()
+        })
+    }
+
+    fn change(old: Option<Arc<ConfigEntry>>, new: Option<Arc<ConfigEntry>>) -> ConfigChange {
+        ConfigChange {
+            namespace: "ns".into(),
+            id: ConfigId::new(ConfigKind::ConfigMap, "app"),
+            old,
+            new,
+        }
+    }
+
+    fn names(
+        index: &WorkloadIndex,
+        c: &ConfigChange,
+        s: &ReloadSettings,
+    ) -> Vec<(String, Vec<String>)> {
+        affected(
+            c,
+            index,
+            &Filters::default(),
+            &NamespaceFilter::default(),
+            s,
+            &Metrics::default(),
+        )
+        .into_iter()
+        .map(|(id, reasons)| (id.name, reasons.values().flatten().cloned().collect()))
+        .collect()
+    }
+
+    fn index() -> WorkloadIndex {
+        let index = WorkloadIndex::new();
+        let keys = Consumption::Keys(["a".to_string()].into());
+        index.upsert(workload(
+            "uses-a",
+            &[("reloader.stakater.com/auto", "true")],
+            &[("app", keys)],
+        ));
+        index.upsert(workload(
+            "uses-all",
+            &[("reloader.stakater.com/auto", "true")],
+            &[("app", Consumption::All)],
+        ));
+        index.upsert(workload(
+            "lists-it",
+            &[("configmap.reloader.stakater.com/reload", "app")],
+            &[],
+        ));
+        index
+    }
+
+    #[test]
+    fn only_workloads_consuming_a_changed_key_roll_with_those_keys() {
+        let index = index();
+        let c = change(
+            Some(entry(&[("a", "1"), ("b", "1")], &[])),
+            Some(entry(&[("a", "1"), ("b", "2")], &[])),
+        );
+        assert_eq!(
+            names(&index, &c, &settings()),
+            vec![
+                ("lists-it".into(), vec!["b".into()]),
+                ("uses-all".into(), vec!["b".into()])
+            ]
+        );
+        let c = change(
+            Some(entry(&[("a", "1")], &[])),
+            Some(entry(&[("a", "2")], &[])),
+        );
+        assert_eq!(names(&index, &c, &settings()).len(), 3);
+    }
+
+    #[test]
+    fn metadata_only_changes_roll_nothing() {
+        let c = change(
+            Some(entry(&[("a", "1")], &[])),
+            Some(entry(&[("a", "1")], &[("team", "x")])),
+        );
+        assert!(names(&index(), &c, &settings()).is_empty());
+    }
+
+    #[test]
+    fn creation_and_deletion_roll_only_when_asked() {
+        let index = index();
+        let created = change(None, Some(entry(&[("a", "1")], &[])));
+        let deleted = change(Some(entry(&[("a", "1")], &[])), None);
+        assert!(names(&index, &created, &settings()).is_empty());
+        assert!(names(&index, &deleted, &settings()).is_empty());
+        let s = ReloadSettings {
+            reload_on_create: true,
+            reload_on_delete: true,
+            ..settings()
+        };
+        assert_eq!(names(&index, &created, &s).len(), 3);
+        assert_eq!(names(&index, &deleted, &s).len(), 3);
+    }
+
+    #[test]
+    fn ignored_workload_types_never_roll() {
+        let s = ReloadSettings {
+            ignored_workload_types: BTreeSet::from([WorkloadKind::Deployment]),
+            ..settings()
+        };
+        let c = change(
+            Some(entry(&[("a", "1")], &[])),
+            Some(entry(&[("a", "2")], &[])),
+        );
+        assert!(names(&index(), &c, &s).is_empty());
+    }
+
+    #[test]
+    fn reasons_name_configs_and_keys_never_values() {
+        let reasons = Reasons::from([(
+            ConfigId::new(ConfigKind::Secret, "db"),
+            BTreeSet::from(["password".to_string()]),
+        )]);
+        assert_eq!(describe(&reasons), "Secret db changed (keys: password)");
+        assert_eq!(
+            describe(&Reasons::new()),
+            "config changed while kreload was not rolling"
+        );
+    }
 }
