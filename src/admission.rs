@@ -226,18 +226,22 @@ fn unsupported(req: &Request) -> Verdict {
 }
 
 fn object<'a, T: Deserialize<'a>>(req: &Request<'a>) -> Result<T, Verdict> {
-    let raw = req.object.ok_or_else(|| {
-        Verdict::deny(Outcome::Unsupported, "the request carries no object".into())
-    })?;
-    serde_json::from_str(raw.get()).map_err(|e| {
+    let unreadable = |why: String| {
         Verdict::deny(
             Outcome::Unsupported,
             format!(
-                "the {} in the request could not be read: {e}",
+                "the {} in the request could not be read: {why}",
                 req.kind.kind
             ),
         )
-    })
+    };
+    let raw = req.object.ok_or_else(|| {
+        Verdict::deny(Outcome::Unsupported, "the request carries no object".into())
+    })?;
+    if !raw.get().starts_with('{') {
+        return Err(unreadable("it is not a JSON object".into()));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| unreadable(e.to_string()))
 }
 
 fn workload_kind(gvk: &GroupVersionKind) -> Option<WorkloadKind> {
@@ -279,7 +283,7 @@ impl Admission {
         let policy = match &owner_policy {
             Some(p) => Some(p.as_ref()),
             None => {
-                own_policy = policy::parse_workload(pod.metadata.annotations(), None).value;
+                own_policy = policy::parse_workload(pod.metadata().annotations(), None).value;
                 Some(&own_policy)
             }
         }
@@ -309,7 +313,7 @@ impl Admission {
             }
             let pod: LeanPod = object(req)?;
             let namespace = if req.namespace.is_empty() {
-                &pod.metadata.namespace
+                &pod.metadata().namespace
             } else {
                 &req.namespace
             };
@@ -317,7 +321,7 @@ impl Admission {
                 return Ok(Verdict::allow());
             }
             let stamp = self.pod_stamp(namespace, &pod);
-            if pod.metadata.stamp() == Some(stamp.as_str()) {
+            if pod.metadata().stamp() == Some(stamp.as_str()) {
                 return Ok(Verdict::allow());
             }
             return Ok(patched(stamp_patch("", pod.shape(), &stamp)));
@@ -337,6 +341,9 @@ impl Admission {
             return Ok(Verdict::allow());
         };
         let location = StampLocation::of(kind, &parsed.value);
+        if location == StampLocation::Template && workload.template_opt(kind).is_none() {
+            return Ok(Verdict::allow());
+        }
         let stamp_of = |w: &LeanWorkload| -> Option<String> {
             match location {
                 StampLocation::Template => w.template(kind).stamp().map(str::to_owned),
@@ -806,7 +813,81 @@ mod tests {
         );
     }
 
+    /// JSON shaped like the objects the handler reads, with every field free to be anything.
+    fn arb_object() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-z0-9./~\\-]{0,12}".prop_map(Value::String),
+            Just(json!("reloader.stakater.com/auto")),
+            Just(json!("true")),
+        ];
+        let keys = prop_oneof![
+            Just("metadata".to_string()),
+            Just("annotations".to_string()),
+            Just("spec".to_string()),
+            Just("template".to_string()),
+            Just("jobTemplate".to_string()),
+            Just("containers".to_string()),
+            Just("initContainers".to_string()),
+            Just("volumes".to_string()),
+            Just("env".to_string()),
+            Just("envFrom".to_string()),
+            Just("valueFrom".to_string()),
+            Just("configMapKeyRef".to_string()),
+            Just("secretKeyRef".to_string()),
+            Just("configMap".to_string()),
+            Just("secret".to_string()),
+            Just("projected".to_string()),
+            Just("sources".to_string()),
+            Just("items".to_string()),
+            Just("name".to_string()),
+            Just("key".to_string()),
+            Just("secretName".to_string()),
+            Just("ownerReferences".to_string()),
+            Just("labels".to_string()),
+            Just(CONFIG_HASH.to_string()),
+            Just("reloader.stakater.com/search".to_string()),
+            Just("configmap.reloader.stakater.com/reload".to_string()),
+            Just("deployment.reloader.stakater.com/pause-period".to_string()),
+            "[a-z]{1,6}",
+        ];
+        leaf.prop_recursive(6, 64, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(keys.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
+        /// The fuzz target: structured reviews with arbitrary objects, kinds and operations. Run
+        /// long with e.g. `PROPTEST_CASES=200000 cargo test --release --lib fuzz_review`.
+        #[test]
+        fn fuzz_review_handler(
+            object in arb_object(),
+            old in arb_object(),
+            kind in prop_oneof![Just(("", "Pod")), Just(("apps", "Deployment")), Just(("batch", "CronJob")), Just(("argoproj.io", "Rollout")), Just(("", "ConfigMap")), Just(("", "Secret")), Just(("x", "Y"))],
+            operation in prop_oneof![Just("CREATE"), Just("UPDATE"), Just("DELETE"), Just("CONNECT")],
+        ) {
+            let a = admission();
+            let body = serde_json::to_vec(&json!({"request": {"uid": "u-1", "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+                "namespace": "ns", "operation": operation, "object": object, "oldObject": old}})).unwrap();
+            for answer in [a.mutate(&body).unwrap(), a.validate(&body).unwrap()] {
+                let v: Value = serde_json::from_slice(&answer.body).unwrap();
+                prop_assert_eq!(&v["response"]["uid"], "u-1");
+                if let Some(p) = v["response"]["patch"].as_str() {
+                    // Every patch applies to the object it was made for.
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(p).unwrap();
+                    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+                    let mut doc = object.clone();
+                    prop_assert!(json_patch::patch(&mut doc, &patch).is_ok(), "patch {} does not apply", String::from_utf8_lossy(&bytes));
+                }
+            }
+        }
+
         #[test]
         fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
             let a = admission();

@@ -164,6 +164,7 @@ impl LeanMeta {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LeanTemplate {
+    #[serde(deserialize_with = "object_or_null")]
     pub metadata: Option<LeanMeta>,
     #[serde(deserialize_with = "null_default")]
     pub spec: PodSpecRefs,
@@ -192,67 +193,134 @@ impl LeanTemplate {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct LeanJobTemplate {
-    #[serde(deserialize_with = "null_default")]
-    spec: LeanJobSpec,
+    #[serde(deserialize_with = "object_or_null")]
+    spec: Option<LeanJobSpec>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub(crate) struct LeanJobSpec {
-    #[serde(deserialize_with = "null_default")]
-    template: LeanTemplate,
+    #[serde(deserialize_with = "object_or_null")]
+    template: Option<LeanTemplate>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct LeanWorkloadSpec {
-    #[serde(deserialize_with = "null_default")]
-    template: LeanTemplate,
-    #[serde(deserialize_with = "null_default")]
-    job_template: LeanJobTemplate,
+    #[serde(deserialize_with = "object_or_null")]
+    template: Option<LeanTemplate>,
+    #[serde(deserialize_with = "object_or_null")]
+    job_template: Option<LeanJobTemplate>,
 }
 
 /// Any workload kind, read leanly: the template is found where the kind keeps it.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LeanWorkload {
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "object_or_default")]
     pub metadata: LeanMeta,
-    #[serde(deserialize_with = "null_default")]
-    spec: LeanWorkloadSpec,
+    #[serde(deserialize_with = "object_or_null")]
+    spec: Option<LeanWorkloadSpec>,
 }
 
+static NO_TEMPLATE: LeanTemplate = LeanTemplate {
+    metadata: None,
+    spec: PodSpecRefs {
+        containers: Vec::new(),
+        init_containers: Vec::new(),
+        volumes: Vec::new(),
+    },
+};
+
 impl LeanWorkload {
+    /// The pod template (an empty one when the object has none).
     pub fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
-        self.spec.template(kind)
+        self.template_opt(kind).unwrap_or(&NO_TEMPLATE)
+    }
+
+    /// The pod template, if the object has one where its kind keeps it.
+    pub fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate> {
+        self.spec.as_ref()?.template_opt(kind)
     }
 }
 
 impl LeanWorkloadSpec {
-    pub(crate) fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
+    pub(crate) fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate> {
         match kind {
-            WorkloadKind::CronJob => &self.job_template.spec.template,
-            _ => &self.template,
+            WorkloadKind::CronJob => self.job_template.as_ref()?.spec.as_ref()?.template.as_ref(),
+            _ => self.template.as_ref(),
         }
     }
+
+    pub(crate) fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
+        self.template_opt(kind).unwrap_or(&NO_TEMPLATE)
+    }
+}
+
+/// Accepts only a JSON object (or null / absent, as `None`): serde would otherwise read an array
+/// into a struct field by field, and a patch made for an object would not apply to it.
+pub(crate) fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
+}
+
+/// As [`object_or_null`], with null read as the default.
+pub(crate) fn object_or_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(object_or_null(d)?.unwrap_or_default())
 }
 
 /// A pod, read leanly.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LeanPod {
-    #[serde(deserialize_with = "null_default")]
-    pub metadata: LeanMeta,
+    #[serde(deserialize_with = "object_or_null")]
+    metadata: Option<LeanMeta>,
     #[serde(deserialize_with = "null_default")]
     pub spec: PodSpecRefs,
 }
 
+static NO_META: LeanMeta = LeanMeta {
+    name: String::new(),
+    generate_name: String::new(),
+    namespace: String::new(),
+    annotations: None,
+    labels: BTreeMap::new(),
+    owner_references: Vec::new(),
+};
+
 impl LeanPod {
+    pub fn metadata(&self) -> &LeanMeta {
+        self.metadata.as_ref().unwrap_or(&NO_META)
+    }
+
     pub fn shape(&self) -> MetadataShape {
-        if self.metadata.annotations.is_none() {
-            MetadataShape::NoAnnotations
-        } else {
-            MetadataShape::Annotations
+        match &self.metadata {
+            None => MetadataShape::NoMetadata,
+            Some(m) if m.annotations.is_none() => MetadataShape::NoAnnotations,
+            Some(_) => MetadataShape::Annotations,
         }
     }
 
@@ -260,10 +328,11 @@ impl LeanPod {
     /// without an API call: a Deployment's ReplicaSet is named `<deployment>-<pod-template-hash>`
     /// and the pod carries that hash as a label; a CronJob's Job is `<cronjob>-<schedule time>`.
     pub fn owner_workload(&self) -> Option<(WorkloadKind, String)> {
-        let owner = self.metadata.controller()?;
+        let meta = self.metadata();
+        let owner = meta.controller()?;
         match owner.kind.as_str() {
             "ReplicaSet" => {
-                let hash = self.metadata.labels.get("pod-template-hash")?;
+                let hash = meta.labels.get("pod-template-hash")?;
                 let name = owner.name.strip_suffix(hash.as_str())?.strip_suffix('-')?;
                 Some((WorkloadKind::Deployment, name.to_owned()))
             }
