@@ -17,6 +17,8 @@ pub const SECRET_RELOAD: &str = "secret.reloader.stakater.com/reload";
 pub const CONFIGMAPS_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
 pub const SECRETS_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
 pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
+/// Written on a Deployment that kreload paused after a reload (RFC 3339 time), as Reloader does.
+pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
 pub const ROLLOUT_STRATEGY: &str = "reloader.stakater.com/rollout-strategy";
 
 /// The keys whose presence on the workload means the template's annotations are not read.

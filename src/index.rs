@@ -56,6 +56,8 @@ pub struct WorkloadInfo {
     pub refs: References,
     /// The stamp it carries now (where [`StampLocation`] says).
     pub stamp: Option<String>,
+    /// When kreload paused it after a reload (`pause-period`), as written in the annotation.
+    pub paused_at: Option<String>,
 }
 
 impl WorkloadInfo {
@@ -279,6 +281,7 @@ mod tests {
                 .map(|(k, n)| (ConfigId::new(*k, *n), Consumption::All))
                 .collect(),
             stamp: None,
+            paused_at: None,
         }
     }
 

@@ -12,7 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::annotations::CONFIG_HASH;
+use crate::annotations::{CONFIG_HASH, PAUSED_AT};
 use crate::index::{StampLocation, WorkloadId, WorkloadIndex, WorkloadInfo};
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceFilter;
@@ -104,6 +104,7 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
             policy: Arc::new(policy),
             refs: template.spec.references(),
             stamp,
+            paused_at: annotations.get(PAUSED_AT).cloned(),
         })
     }
 }
