@@ -15,7 +15,15 @@ use serde_json::json;
 const STAMP: &str = "kreload.dev/config-hash";
 
 fn template_stamp(d: &Deployment) -> Option<String> {
-    d.spec.as_ref()?.template.metadata.as_ref()?.annotations.as_ref()?.get(STAMP).cloned()
+    d.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(STAMP)
+        .cloned()
 }
 
 #[tokio::test]
@@ -23,48 +31,101 @@ async fn changes_within_the_pause_period_land_in_one_rollout() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-pause").await;
     let webhook_name = format!("kreload-{}", ns.name);
-    let _kreload = Kreload::start(&["--namespaces", &ns.name, "--webhook-config-name", &webhook_name, "--min-roll-interval", "0s"]);
+    let _kreload = Kreload::start(&[
+        "--namespaces",
+        &ns.name,
+        "--webhook-config-name",
+        &webhook_name,
+        "--min-roll-interval",
+        "0s",
+    ]);
     let cms: Api<ConfigMap> = ns.api();
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "app"}, "data": {"k": "v0"}})).unwrap();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "app"}, "data": {"k": "v0"}})).unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
     let api: Api<Deployment> = ns.api();
     let annotations = json!({"reloader.stakater.com/auto": "true", "deployment.reloader.stakater.com/pause-period": "6s"});
     let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/app:1", "envFrom": [{"configMapRef": {"name": "app"}}]}]});
-    api.create(&PostParams::default(), &deployment("web", 1, annotations, spec)).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &deployment("web", 1, annotations, spec),
+    )
+    .await
+    .unwrap();
     let before = template_stamp(&wait_rollout(&ns, "web").await).expect("stamped at creation");
 
     let set = |v: &'static str| {
         let cms = cms.clone();
-        async move { cms.patch("app", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": v}}))).await.unwrap() }
+        async move {
+            cms.patch(
+                "app",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"k": v}})),
+            )
+            .await
+            .unwrap()
+        }
     };
     set("v1").await;
-    let paused = wait_for("the reload to pause the Deployment", Duration::from_secs(20), || async {
-        let d = api.get("web").await.ok()?;
-        (template_stamp(&d) != Some(before.clone())).then_some(d)
-    })
+    let paused = wait_for(
+        "the reload to pause the Deployment",
+        Duration::from_secs(20),
+        || async {
+            let d = api.get("web").await.ok()?;
+            (template_stamp(&d) != Some(before.clone())).then_some(d)
+        },
+    )
     .await;
-    assert_eq!(paused.spec.as_ref().unwrap().paused, Some(true), "paused with the reload");
-    assert!(paused.annotations().contains_key("deployment.reloader.stakater.com/paused-at"));
+    assert_eq!(
+        paused.spec.as_ref().unwrap().paused,
+        Some(true),
+        "paused with the reload"
+    );
+    assert!(
+        paused
+            .annotations()
+            .contains_key("deployment.reloader.stakater.com/paused-at")
+    );
     // A second change during the pause: applied to the template, still no rollout.
     tokio::time::sleep(Duration::from_secs(2)).await;
     set("v2").await;
-    let second = wait_for("the second change to reach the template", Duration::from_secs(20), || async {
-        let d = api.get("web").await.ok()?;
-        (template_stamp(&d) != template_stamp(&paused)).then_some(d)
-    })
+    let second = wait_for(
+        "the second change to reach the template",
+        Duration::from_secs(20),
+        || async {
+            let d = api.get("web").await.ok()?;
+            (template_stamp(&d) != template_stamp(&paused)).then_some(d)
+        },
+    )
     .await;
     assert_eq!(second.spec.as_ref().unwrap().paused, Some(true));
-    assert_eq!(replica_sets(&ns, "web").await.len(), 1, "no rollout while paused");
+    assert_eq!(
+        replica_sets(&ns, "web").await.len(),
+        1,
+        "no rollout while paused"
+    );
 
     // After the period kreload resumes it: exactly one rollout, carrying the final data.
-    let resumed = wait_for("kreload to resume the Deployment", Duration::from_secs(30), || async {
-        let d = api.get("web").await.ok()?;
-        (d.spec.as_ref()?.paused != Some(true)).then_some(d)
-    })
+    let resumed = wait_for(
+        "kreload to resume the Deployment",
+        Duration::from_secs(30),
+        || async {
+            let d = api.get("web").await.ok()?;
+            (d.spec.as_ref()?.paused != Some(true)).then_some(d)
+        },
+    )
     .await;
-    assert!(!resumed.annotations().contains_key("deployment.reloader.stakater.com/paused-at"));
+    assert!(
+        !resumed
+            .annotations()
+            .contains_key("deployment.reloader.stakater.com/paused-at")
+    );
     let d = wait_rollout(&ns, "web").await;
-    assert_eq!(replica_sets(&ns, "web").await.len(), 2, "one rollout for both changes");
+    assert_eq!(
+        replica_sets(&ns, "web").await.len(),
+        2,
+        "one rollout for both changes"
+    );
     let final_stamp = template_stamp(&d).unwrap();
     assert_eq!(Some(final_stamp.clone()), template_stamp(&second));
     for p in pods(&ns, "web").await {

@@ -475,3 +475,41 @@ async fn secret_values_appear_nowhere() {
         }
     }
 }
+
+#[tokio::test]
+async fn admission_metrics_are_served() {
+    let kreload = shared_kreload();
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-metrics").await;
+    create_configs(&ns).await;
+    for _ in 0..20 {
+        dry_run_stamp(&ns, &pod("m", "db")).await;
+    }
+    let text = reqwest::get(format!("{}/metrics", kreload.health))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    let count =
+        value("kreload_admission_requests_seconds_count{webhook=\"mutate\",result=\"patched\"}");
+    let sum =
+        value("kreload_admission_requests_seconds_sum{webhook=\"mutate\",result=\"patched\"}");
+    assert!(count >= 20.0, "{count}");
+    eprintln!(
+        "mutating admission in kreload (patched pods): {count} requests, mean {:.3} ms",
+        sum / count * 1000.0
+    );
+    assert!(text.contains("kreload_store_configs{kind=\"Secret\"}"));
+    let ready = reqwest::get(format!("{}/readyz", kreload.health))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
