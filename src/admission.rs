@@ -244,6 +244,69 @@ fn object<'a, T: Deserialize<'a>>(req: &Request<'a>) -> Result<T, Verdict> {
     serde_json::from_str(raw.get()).map_err(|e| unreadable(e.to_string()))
 }
 
+/// What the annotation rules say of one object.
+#[derive(Debug)]
+pub struct Checked {
+    /// The workload's policy (for workloads).
+    pub policy: Option<WorkloadPolicy>,
+    pub violations: Vec<policy::Violation>,
+    pub warnings: Vec<Warning>,
+}
+
+/// The validating webhook's rules for one object given as JSON, without the store (so without
+/// the warnings that need it): shared with `kreload check`. `None` for kinds the rules do not
+/// cover; an error when the object cannot be read.
+pub fn check_rules(group: &str, kind: &str, object: &str) -> Option<Result<Checked, String>> {
+    let gvk = GroupVersionKind {
+        group: group.to_owned(),
+        version: String::new(),
+        kind: kind.to_owned(),
+    };
+    let read = || -> Result<(), String> {
+        if object.trim_start().starts_with('{') {
+            Ok(())
+        } else {
+            Err("it is not a JSON object".into())
+        }
+    };
+    if config_kind(&gvk).is_some() {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Meta {
+            #[serde(deserialize_with = "crate::workload::object_or_default")]
+            metadata: crate::workload::LeanMeta,
+        }
+        return Some(
+            read()
+                .and_then(|()| serde_json::from_str::<Meta>(object).map_err(|e| e.to_string()))
+                .map(|m| {
+                    let parsed = policy::parse_config(m.metadata.annotations());
+                    Checked {
+                        policy: None,
+                        violations: parsed.violations,
+                        warnings: parsed.warnings,
+                    }
+                }),
+        );
+    }
+    let kind = workload_kind(&gvk)?;
+    Some(
+        read()
+            .and_then(|()| serde_json::from_str::<LeanWorkload>(object).map_err(|e| e.to_string()))
+            .map(|w| {
+                let parsed = policy::parse_workload(
+                    w.metadata.annotations(),
+                    w.template(kind).annotations(),
+                );
+                Checked {
+                    policy: Some(parsed.value),
+                    violations: parsed.violations,
+                    warnings: parsed.warnings,
+                }
+            }),
+    )
+}
+
 fn workload_kind(gvk: &GroupVersionKind) -> Option<WorkloadKind> {
     WorkloadKind::from_kind(&gvk.kind).filter(|k| k.group() == gvk.group)
 }
@@ -389,27 +452,23 @@ impl Admission {
         if !matches!(req.operation.as_str(), "CREATE" | "UPDATE") {
             return Ok(Verdict::allow());
         }
-        if let Some(_kind) = config_kind(&req.kind) {
-            #[derive(Deserialize, Default)]
-            #[serde(default)]
-            struct Meta {
-                metadata: crate::workload::LeanMeta,
-            }
-            let config: Meta = object(req)?;
-            let parsed = policy::parse_config(config.metadata.annotations());
-            return Ok(verdict(parsed.violations, parsed.warnings));
-        }
-        let Some(kind) = workload_kind(&req.kind) else {
+        let raw = req.object.map(RawValue::get).unwrap_or("null");
+        let Some(checked) = check_rules(&req.kind.group, &req.kind.kind, raw) else {
             return Err(unsupported(req));
         };
-        let workload: LeanWorkload = object(req)?;
-        let parsed = policy::parse_workload(
-            workload.metadata.annotations(),
-            workload.template(kind).annotations(),
-        );
-        let mut warnings = parsed.warnings;
-        self.missing_config_warnings(&req.namespace, &parsed.value, &mut warnings);
-        Ok(verdict(parsed.violations, warnings))
+        let mut checked = checked.map_err(|why| {
+            Verdict::deny(
+                Outcome::Unsupported,
+                format!(
+                    "the {} in the request could not be read: {why}",
+                    req.kind.kind
+                ),
+            )
+        })?;
+        if let Some(policy) = &checked.policy {
+            self.missing_config_warnings(&req.namespace, policy, &mut checked.warnings);
+        }
+        Ok(verdict(checked.violations, checked.warnings))
     }
 
     /// A reload-list name that no config in the namespace has is likely a typo.

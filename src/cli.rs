@@ -30,6 +30,64 @@ pub struct Cli {
 pub enum Command {
     /// Serve the admission webhooks and watch configs.
     Run(RunArgs),
+    /// Lint manifests offline with exactly the validating webhook's rules (exits 1 on a violation).
+    Check(CheckArgs),
+    /// Which configs can roll a workload, and which rule step lets each in or keeps it out.
+    Explain(ExplainArgs),
+    /// Per opted-in workload: its trigger set, template stamp vs current hash, pods and stale pods.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Manifest files (YAML or JSON, multi-document; `-` for stdin).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Path to a kubeconfig; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster config.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Namespace kreload runs in (holds its hash key Secret).
+    #[arg(long = "kreload-namespace", env = "KRELOAD_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub kreload_namespace: String,
+
+    /// As kreload's `--auto-reload-all`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub auto_reload_all: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExplainArgs {
+    /// The workload, as KIND/NAME (e.g. deployment/web).
+    pub workload: String,
+
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[arg(
+        short = 'n',
+        long,
+        default_value = "default",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: String,
+
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,7 +99,7 @@ pub enum LogFormat {
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Path to a kubeconfig; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster config.
-    #[arg(long, env = "KUBECONFIG")]
+    #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
 
     /// Namespace kreload runs in (holds its hash key Secret).

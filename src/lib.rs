@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod annotations;
 pub mod cli;
+pub mod commands;
 pub mod configwatch;
 pub mod decide;
 pub mod index;

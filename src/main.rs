@@ -9,5 +9,13 @@ async fn main() -> anyhow::Result<()> {
             kreload::run::init_logging(args.log_format, &args.log_level)?;
             kreload::run::run(args).await
         }
+        Command::Check(args) => {
+            if !kreload::commands::check(&args)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Explain(args) => kreload::commands::explain(&args).await,
+        Command::Status(args) => kreload::commands::status(&args).await,
     }
 }

@@ -48,8 +48,9 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client(args: &RunArgs) -> anyhow::Result<Client> {
-    let config = match &args.kubeconfig {
+/// A client from `--kubeconfig`, else KUBECONFIG / ~/.kube/config / the in-cluster config.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
@@ -203,7 +204,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("kreload-{}", std::process::id()));
-    let client = client(&args).await?;
+    let client = client(args.kubeconfig.as_deref()).await?;
     if args.local {
         ensure_namespace(client.clone(), &args.namespace).await?;
     }

@@ -113,14 +113,24 @@ impl TestNamespace {
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace (its deletion finishes in the background). The test's runtime is
+    /// ending, so the request runs on a runtime of its own.
     fn drop(&mut self) {
-        let api: Api<Namespace> = Api::all(self.client.clone());
         let name = self.name.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let api: Api<Namespace> = Api::all(client().await);
                 let _ = api.delete(&name, &DeleteParams::default()).await;
             });
-        }
+        })
+        .join()
+        .ok();
     }
 }
 
