@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the admission webhooks and watch configs.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Lint manifests offline with exactly the validating webhook's rules (exits 1 on a violation).
     Check(CheckArgs),
     /// Which configs can roll a workload, and which rule step lets each in or keeps it out.

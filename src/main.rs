@@ -7,7 +7,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             kreload::run::init_logging(args.log_format, &args.log_level)?;
-            kreload::run::run(args).await
+            kreload::run::run(*args).await
         }
         Command::Check(args) => {
             if !kreload::commands::check(&args)? {
