@@ -189,9 +189,37 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
-    /// Name of the webhook configurations kreload registers in local mode.
+    /// Name of the webhook configurations kreload registers (local mode) or keeps the CA bundle
+    /// of (self-managed certificates).
     #[arg(long, default_value = "kreload")]
     pub webhook_config_name: String,
+
+    /// Self-managed certificates: kreload creates a CA and a serving certificate, keeps them in
+    /// the Secret --cert-secret, writes the CA bundle into its webhook configurations, and
+    /// rotates before expiry.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set, conflicts_with_all = ["local", "tls_cert_file"])]
+    pub self_managed_certs: bool,
+
+    /// Self-managed: DNS names and IPs of the serving certificate (default: the kreload Service's
+    /// names in --namespace).
+    #[arg(long, value_delimiter = ',')]
+    pub cert_names: Vec<String>,
+
+    /// Self-managed: the Secret holding the certificate.
+    #[arg(long, default_value = "kreload-webhook-tls")]
+    pub cert_secret: String,
+
+    /// Self-managed: how long a certificate (and its CA) is valid.
+    #[arg(long, default_value = "8760h", value_parser = duration)]
+    pub cert_validity: Duration,
+
+    /// Self-managed: rotate when less than this is left.
+    #[arg(long, default_value = "720h", value_parser = duration)]
+    pub cert_renew_before: Duration,
+
+    /// Self-managed: how often to check the certificate (and follow other replicas' rotations).
+    #[arg(long, default_value = "1m", value_parser = duration)]
+    pub cert_check_interval: Duration,
 
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]

@@ -22,6 +22,7 @@ pub mod refs;
 pub mod reloader;
 pub mod run;
 pub mod selector;
+pub mod selfcert;
 pub mod server;
 pub mod stamp;
 pub mod store;

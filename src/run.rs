@@ -22,6 +22,7 @@ use crate::model::ConfigKind;
 use crate::namespaces::{self, NamespaceFilter};
 use crate::reloader::{ReloadSettings, Reloader};
 use crate::selector::Selector;
+use crate::selfcert::{SelfManaged, SelfManagedConfig};
 use crate::server::{self, Limits, Readiness};
 use crate::store::{ConfigMapKind, DigestStore, SecretKind};
 use crate::tls::{self, CertFiles, CertResolver, GeneratedCerts};
@@ -307,9 +308,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             CertResolver::new(certs.certified_key()?),
             Some(certs.ca_pem),
         )
+    } else if args.self_managed_certs {
+        let names = if args.cert_names.is_empty() {
+            let ns = &args.namespace;
+            vec![
+                format!("kreload.{ns}.svc"),
+                format!("kreload.{ns}.svc.cluster.local"),
+            ]
+        } else {
+            args.cert_names.clone()
+        };
+        let certs = SelfManaged::new(
+            client.clone(),
+            SelfManagedConfig {
+                namespace: args.namespace.clone(),
+                secret: args.cert_secret.clone(),
+                names,
+                validity: args.cert_validity,
+                renew_before: args.cert_renew_before,
+                check_every: args.cert_check_interval,
+                webhook_config: args.webhook_config_name.clone(),
+            },
+        );
+        let resolver = certs.start().await.context("self-managed certificates")?;
+        // The API server picks up a new caBundle within a few seconds; the new certificate is
+        // served only after that.
+        tokio::spawn(certs.run(resolver.clone(), Duration::from_secs(3)));
+        (resolver, None)
     } else {
         let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) else {
-            bail!("--tls-cert-file and --tls-key-file are required unless --local is set");
+            bail!("set --tls-cert-file and --tls-key-file, --self-managed-certs, or --local");
         };
         let files = CertFiles {
             cert: cert.clone(),

@@ -157,7 +157,7 @@ impl GeneratedCerts {
             BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
         };
         let now = time_now();
-        let until = now + valid_for;
+        let until = time::OffsetDateTime::now_utc() + valid_for;
 
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
