@@ -58,10 +58,10 @@ struct Material {
 impl Material {
     fn bundle(&self, now: OffsetDateTime) -> String {
         let mut bundle = self.ca.clone();
-        if let Some((prev, until)) = &self.previous_ca {
-            if *until > now {
-                bundle.push_str(prev);
-            }
+        if let Some((prev, until)) = &self.previous_ca
+            && *until > now
+        {
+            bundle.push_str(prev);
         }
         bundle
     }
@@ -166,13 +166,11 @@ impl SelfManaged {
             let now = OffsetDateTime::now_utc();
             let existing = api.get_opt(&self.config.secret).await?;
             let material = existing.as_ref().and_then(Material::from_secret);
-            if let (Some(s), Some(m)) = (&existing, &material) {
-                if !m.needs_renewal(now, self.config.renew_before) {
-                    return Ok((
-                        m.clone(),
-                        s.metadata.resource_version.clone().unwrap_or_default(),
-                    ));
-                }
+            if let (Some(s), Some(m)) = (&existing, &material)
+                && !m.needs_renewal(now, self.config.renew_before)
+            {
+                let version = s.metadata.resource_version.clone().unwrap_or_default();
+                return Ok((m.clone(), version));
             }
             let fresh = Material::generate(&self.config, material.as_ref(), now)?;
             let pp = PostParams {
