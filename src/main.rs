@@ -7,7 +7,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             kreload::run::init_logging(args.log_format, &args.log_level)?;
-            kreload::run::run(*args).await
+            kreload::run::run(*args).await?;
+            // Everything has drained; do not wait for a blocking read of stdin to return.
+            std::process::exit(0)
         }
         Command::Check(args) => {
             if !kreload::commands::check(&args)? {

@@ -376,7 +376,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     // Leadership: only the leader rolls; every replica serves admission.
-    let (leader, _keep_leader) = if args.enable_ha {
+    let (leader, lease_task, _keep_leader) = if args.enable_ha {
         let config = LeaseConfig {
             namespace: args.namespace.clone(),
             name: args.lease_name.clone(),
@@ -384,13 +384,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             lease_duration: args.lease_duration,
             renew_every: (args.lease_duration / 5).max(Duration::from_millis(200)),
         };
-        (
-            lease::spawn(client.clone(), config, shutdown.clone()).0,
-            None,
-        )
+        let (leader, task) = lease::spawn(client.clone(), config, shutdown.clone());
+        (leader, Some(task), None)
     } else {
         let (tx, rx) = watch::channel(true);
-        (rx, Some(tx))
+        (rx, None, Some(tx))
     };
 
     // Decide nothing on partial data: every watch must have listed once.
@@ -444,5 +442,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if local_ca.is_some() {
         webhooks::delete(client, &args.webhook_config_name).await;
     }
+    // The lease is released on shutdown; let that finish so a successor need not wait it out.
+    if let Some(task) = lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    tracing::info!("stopped");
     Ok(())
 }
