@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 use crate::model::ConfigId;
 use crate::store::{ConfigEntry, ConfigKindMarker, DigestStore, WatchedConfig};
+use crate::sync::{SyncSet, watch_name};
 
 /// One config that appeared, changed or disappeared.
 #[derive(Clone, Debug)]
@@ -25,17 +26,24 @@ pub struct ConfigChange {
 /// at once, and Secrets may be up to 1 MiB each.
 const PAGE_SIZE: u32 = 50;
 
-/// Keeps the store's view of one config kind current, forever. Watch errors are retried with
-/// backoff by the watcher; after every re-list the store is replaced, and differences from what
-/// the store held are reported as changes, so nothing missed during a disconnect is lost.
+/// Keeps the store's view of one config kind current, forever, in one namespace (`scope`) or in
+/// all. Watch errors are retried with backoff by the watcher; after every re-list the store's
+/// part is replaced, and differences from what it held are reported as changes, so nothing missed
+/// during a disconnect is lost.
 pub async fn run<K: ConfigKindMarker>(
     client: Client,
+    scope: Option<String>,
     store: Arc<DigestStore>,
     metrics: Arc<Metrics>,
     label_selector: Option<String>,
     changes: Option<mpsc::UnboundedSender<ConfigChange>>,
+    sync: SyncSet,
 ) {
-    let api: Api<WatchedConfig<K>> = Api::all(client);
+    let api: Api<WatchedConfig<K>> = match &scope {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let name = watch_name(K::KIND.as_str(), scope.as_deref());
     let mut config = watcher::Config::default().page_size(PAGE_SIZE);
     if let Some(sel) = &label_selector {
         config = config.labels(sel);
@@ -57,13 +65,14 @@ pub async fn run<K: ConfigKindMarker>(
         }
     };
     let mut relist: Vec<(String, String, ConfigEntry)> = Vec::new();
+    let mut listed_once = false;
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     loop {
         let event = match stream.try_next().await {
             Ok(Some(event)) => event,
             Ok(None) => break,
             Err(error) => {
-                tracing::warn!(kind = %K::KIND, %error, "watch failed; retrying");
+                tracing::warn!(watch = name, %error, "watch failed; retrying");
                 continue;
             }
         };
@@ -81,15 +90,17 @@ pub async fn run<K: ConfigKindMarker>(
             }
             watcher::Event::InitDone => {
                 let fresh = std::mem::take(&mut relist);
-                let first = !store.is_kind_synced(K::KIND);
-                for (namespace, id, old, new) in store.replace_kind(K::KIND, fresh) {
+                for (namespace, id, old, new) in
+                    store.replace_kind(K::KIND, scope.as_deref(), fresh)
+                {
                     // The first listing is the baseline, not a change.
-                    if !first {
+                    if listed_once {
                         report(&namespace, &id, old, new);
                     }
                 }
-                store.mark_synced(K::KIND);
-                tracing::info!(kind = %K::KIND, count = store.len(K::KIND), "configs listed");
+                listed_once = true;
+                sync.mark(&name);
+                tracing::info!(watch = name, "configs listed");
             }
             watcher::Event::Apply(obj) => {
                 metrics.count(

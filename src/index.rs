@@ -141,14 +141,14 @@ impl WorkloadIndex {
         Some(old)
     }
 
-    /// Replaces every workload of one kind (after a full re-list).
-    pub fn replace_kind(&self, kind: WorkloadKind, fresh: Vec<WorkloadInfo>) {
+    /// Replaces every workload of one kind (after a full re-list), in one namespace or all.
+    pub fn replace_kind(&self, kind: WorkloadKind, scope: Option<&str>, fresh: Vec<WorkloadInfo>) {
         let stale: Vec<WorkloadId> = {
             let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
             inner
                 .workloads
                 .keys()
-                .filter(|id| id.kind == kind)
+                .filter(|id| id.kind == kind && scope.is_none_or(|ns| ns == id.namespace))
                 .cloned()
                 .collect()
         };
@@ -371,6 +371,7 @@ mod tests {
         ));
         index.replace_kind(
             WorkloadKind::Deployment,
+            None,
             vec![info("a", "kept", &[], &[(CM, "x")])],
         );
         assert_eq!(names(index.all()), vec!["kept"]);

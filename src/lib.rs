@@ -26,6 +26,7 @@ pub mod selfcert;
 pub mod server;
 pub mod stamp;
 pub mod store;
+pub mod sync;
 pub mod tls;
 pub mod trigger;
 pub mod webhooks;

@@ -129,7 +129,11 @@ impl Reloader {
             patch["spec"]["paused"] = json!(true);
             patch["metadata"]["annotations"][PAUSED_AT] = json!(now_rfc3339());
         }
-        self.patch(id, &patch).await?;
+        if id.kind == WorkloadKind::Job {
+            self.recreate_job(id, &stamp).await?;
+        } else {
+            self.patch(id, &patch).await?;
+        }
         self.index.set_stamp(id, &stamp);
         let note = describe(&pending.reasons);
         tracing::info!(workload = %id, changes = %note, paused_for = ?pause_for, "rolled");
@@ -163,6 +167,32 @@ impl Reloader {
         api.patch(&id.name, &pp, &Patch::Merge(patch))
             .await
             .map(|_| ())
+    }
+
+    /// A Job's template is immutable: it is rolled by deleting it (with its pods) and creating it
+    /// again from its spec, stamped, as Reloader does.
+    async fn recreate_job(&self, id: &WorkloadId, stamp: &str) -> Result<(), kube::Error> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &id.namespace, &id.kind.api_resource());
+        let job = api.get(&id.name).await?;
+        let fresh = fresh_job(job, stamp);
+        api.delete(&id.name, &kube::api::DeleteParams::background())
+            .await?;
+        // The name is free once the API server has removed the object (pods go in the background).
+        let mut tries = 0;
+        loop {
+            let pp = kube::api::PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..Default::default()
+            };
+            match api.create(&pp, &fresh).await {
+                Err(kube::Error::Api(s)) if s.code == 409 && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// Resumes a Deployment kreload paused, and forgets the pause.
@@ -412,6 +442,58 @@ pub fn affected(
     out
 }
 
+/// The Job to create again: its spec without what the API server generated (selector and the
+/// controller labels it derives from the old uid), its metadata without identity or status, and
+/// the new stamp on the template.
+fn fresh_job(mut job: DynamicObject, stamp: &str) -> DynamicObject {
+    let meta = &mut job.metadata;
+    meta.uid = None;
+    meta.resource_version = None;
+    meta.creation_timestamp = None;
+    meta.managed_fields = None;
+    meta.generation = None;
+    meta.deletion_timestamp = None;
+    meta.deletion_grace_period_seconds = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| !generated_job_label(k));
+    }
+    if let Some(data) = job.data.as_object_mut() {
+        data.remove("status");
+    }
+    if let Some(spec) = job.data.get_mut("spec").filter(|s| s.is_object()) {
+        spec.as_object_mut().map(|s| s.remove("selector"));
+        if let Some(labels) = spec
+            .pointer_mut("/template/metadata/labels")
+            .and_then(|l| l.as_object_mut())
+        {
+            labels.retain(|k, _| !generated_job_label(k));
+        }
+        if !spec["template"].is_object() {
+            spec["template"] = json!({});
+        }
+        let template = &mut spec["template"];
+        if !template["metadata"].is_object() {
+            template["metadata"] = json!({});
+        }
+        if !template["metadata"]["annotations"].is_object() {
+            template["metadata"]["annotations"] = json!({});
+        }
+        template["metadata"]["annotations"][CONFIG_HASH] = json!(stamp);
+    }
+    job
+}
+
+/// Labels the Job controller adds from the Job's uid and name.
+fn generated_job_label(key: &str) -> bool {
+    matches!(
+        key,
+        "controller-uid"
+            | "job-name"
+            | "batch.kubernetes.io/controller-uid"
+            | "batch.kubernetes.io/job-name"
+    )
+}
+
 fn object_ref(w: &WorkloadInfo) -> ObjectReference {
     ObjectReference {
         api_version: Some(w.api_version.clone()),
@@ -624,6 +706,35 @@ mod tests {
             Some(entry(&[("a", "2")], &[])),
         );
         assert!(names(&index(), &c, &s).is_empty());
+    }
+
+    #[test]
+    fn recreated_jobs_drop_generated_fields_and_carry_the_stamp() {
+        let job: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                         "labels": {"team": "a", "batch.kubernetes.io/controller-uid": "u", "job-name": "j"}},
+            "spec": {"selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
+                     "template": {"metadata": {"labels": {"app": "x", "controller-uid": "u", "batch.kubernetes.io/job-name": "j"}},
+                                  "spec": {"restartPolicy": "Never"}}},
+            "status": {"succeeded": 1}
+        }))
+        .unwrap();
+        let fresh = serde_json::to_value(fresh_job(job, "v1.k.s")).unwrap();
+        assert_eq!(fresh["metadata"]["labels"], json!({"team": "a"}));
+        assert!(
+            fresh["metadata"].get("uid").is_none()
+                && fresh["metadata"].get("resourceVersion").is_none()
+        );
+        assert!(fresh.get("status").is_none() && fresh["spec"].get("selector").is_none());
+        assert_eq!(
+            fresh["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "x"})
+        );
+        assert_eq!(
+            fresh["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH],
+            "v1.k.s"
+        );
     }
 
     #[test]

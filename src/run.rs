@@ -25,13 +25,14 @@ use crate::selector::Selector;
 use crate::selfcert::{SelfManaged, SelfManagedConfig};
 use crate::server::{self, Limits, Readiness};
 use crate::store::{ConfigMapKind, DigestStore, SecretKind};
+use crate::sync::{SyncSet, watch_name};
 use crate::tls::{self, CertFiles, CertResolver, GeneratedCerts};
 use crate::trigger::Filters;
 use crate::webhooks;
 use crate::workload::WorkloadKind;
 use crate::workloadwatch::{
     self, CronJobKind, DaemonSetKind, DeploymentKind, JobKind, RolloutKind, StatefulSetKind,
-    WorkloadKindMarker, WorkloadSync,
+    WorkloadKindMarker,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -173,27 +174,39 @@ async fn rollouts_served(client: &Client) -> bool {
     }
 }
 
-/// Starts a workload watch for one kind: namespaced when a single namespace is watched.
-fn spawn_workload_watch<K: WorkloadKindMarker>(
-    client: &Client,
-    index: &Arc<WorkloadIndex>,
-    namespaces: &Arc<NamespaceFilter>,
+/// What the workload watches share.
+struct WorkloadFeeds {
+    client: Client,
+    index: Arc<WorkloadIndex>,
+    namespaces: Arc<NamespaceFilter>,
     auto_reload_all: bool,
-    metrics: &Arc<Metrics>,
-    sync: &WorkloadSync,
-) {
-    let api = match namespaces.single() {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    tokio::spawn(workloadwatch::run::<K>(
-        api,
-        index.clone(),
-        namespaces.clone(),
-        auto_reload_all,
-        metrics.clone(),
-        sync.clone(),
-    ));
+    metrics: Arc<Metrics>,
+    sync: SyncSet,
+}
+
+impl WorkloadFeeds {
+    fn spawn<K: WorkloadKindMarker>(&self, scope: &Option<String>) {
+        tokio::spawn(workloadwatch::run::<K>(
+            self.client.clone(),
+            scope.clone(),
+            self.index.clone(),
+            self.namespaces.clone(),
+            self.auto_reload_all,
+            self.metrics.clone(),
+            self.sync.clone(),
+        ));
+    }
+
+    fn spawn_kind(&self, kind: WorkloadKind, scope: &Option<String>) {
+        match kind {
+            WorkloadKind::Deployment => self.spawn::<DeploymentKind>(scope),
+            WorkloadKind::StatefulSet => self.spawn::<StatefulSetKind>(scope),
+            WorkloadKind::DaemonSet => self.spawn::<DaemonSetKind>(scope),
+            WorkloadKind::CronJob => self.spawn::<CronJobKind>(scope),
+            WorkloadKind::Job => self.spawn::<JobKind>(scope),
+            WorkloadKind::Rollout => self.spawn::<RolloutKind>(scope),
+        }
+    }
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -219,21 +232,40 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());
     let (changes_tx, changes_rx) = mpsc::unbounded_channel();
-    let label_selector = args.resource_label_selector.clone();
-    tokio::spawn(configwatch::run::<ConfigMapKind>(
-        client.clone(),
-        store.clone(),
-        metrics.clone(),
-        label_selector.clone(),
-        Some(changes_tx.clone()),
-    ));
-    tokio::spawn(configwatch::run::<SecretKind>(
-        client.clone(),
-        store.clone(),
-        metrics.clone(),
-        label_selector,
-        Some(changes_tx),
-    ));
+    // With --namespaces, one watch per namespace and kind (so namespace-scoped RBAC suffices);
+    // otherwise one cluster-wide watch per kind.
+    let scopes: Vec<Option<String>> = if namespaces.only().is_empty() {
+        vec![None]
+    } else {
+        namespaces.only().iter().cloned().map(Some).collect()
+    };
+    let (config_sync, mut configs_synced) = SyncSet::new(ConfigKind::ALL.iter().flat_map(|k| {
+        scopes
+            .iter()
+            .map(move |s| watch_name(k.as_str(), s.as_deref()))
+    }));
+    for scope in &scopes {
+        let selector = args.resource_label_selector.clone();
+        tokio::spawn(configwatch::run::<ConfigMapKind>(
+            client.clone(),
+            scope.clone(),
+            store.clone(),
+            metrics.clone(),
+            selector.clone(),
+            Some(changes_tx.clone()),
+            config_sync.clone(),
+        ));
+        tokio::spawn(configwatch::run::<SecretKind>(
+            client.clone(),
+            scope.clone(),
+            store.clone(),
+            metrics.clone(),
+            selector,
+            Some(changes_tx.clone()),
+            config_sync.clone(),
+        ));
+    }
+    drop(changes_tx);
     let (ns_synced_tx, mut ns_synced) = watch::channel(false);
     tokio::spawn(namespaces::watch_selected(
         client.clone(),
@@ -249,53 +281,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("Argo Rollouts CRD not found; Rollouts are not watched");
         kinds.remove(&WorkloadKind::Rollout);
     }
-    let (sync, mut workloads_synced) = WorkloadSync::new(kinds.clone());
-    let all = args.auto_reload_all;
-    for kind in &kinds {
-        match kind {
-            WorkloadKind::Deployment => spawn_workload_watch::<DeploymentKind>(
-                &client,
-                &index,
-                &namespaces,
-                all,
-                &metrics,
-                &sync,
-            ),
-            WorkloadKind::StatefulSet => spawn_workload_watch::<StatefulSetKind>(
-                &client,
-                &index,
-                &namespaces,
-                all,
-                &metrics,
-                &sync,
-            ),
-            WorkloadKind::DaemonSet => spawn_workload_watch::<DaemonSetKind>(
-                &client,
-                &index,
-                &namespaces,
-                all,
-                &metrics,
-                &sync,
-            ),
-            WorkloadKind::CronJob => spawn_workload_watch::<CronJobKind>(
-                &client,
-                &index,
-                &namespaces,
-                all,
-                &metrics,
-                &sync,
-            ),
-            WorkloadKind::Job => {
-                spawn_workload_watch::<JobKind>(&client, &index, &namespaces, all, &metrics, &sync)
-            }
-            WorkloadKind::Rollout => spawn_workload_watch::<RolloutKind>(
-                &client,
-                &index,
-                &namespaces,
-                all,
-                &metrics,
-                &sync,
-            ),
+    let (workload_sync, mut workloads_synced) = SyncSet::new(kinds.iter().flat_map(|k| {
+        scopes
+            .iter()
+            .map(move |s| watch_name(k.as_str(), s.as_deref()))
+    }));
+    let feeds = WorkloadFeeds {
+        client: client.clone(),
+        index: index.clone(),
+        namespaces: namespaces.clone(),
+        auto_reload_all: args.auto_reload_all,
+        metrics: metrics.clone(),
+        sync: workload_sync,
+    };
+    for scope in &scopes {
+        for kind in &kinds {
+            feeds.spawn_kind(*kind, scope);
         }
     }
 
@@ -376,7 +377,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     // Leadership: only the leader rolls; every replica serves admission.
-    let (leader, lease_task, _keep_leader) = if args.enable_ha {
+    let (leader, lease_task) = if args.enable_ha {
         let config = LeaseConfig {
             namespace: args.namespace.clone(),
             name: args.lease_name.clone(),
@@ -385,16 +386,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             renew_every: (args.lease_duration / 5).max(Duration::from_millis(200)),
         };
         let (leader, task) = lease::spawn(client.clone(), config, shutdown.clone());
-        (leader, Some(task), None)
+        (leader, Some(task))
     } else {
+        // Without HA this process always leads, until it shuts down: then it stops rolling at
+        // once, before draining, so a successor never rolls alongside it.
         let (tx, rx) = watch::channel(true);
-        (rx, None, Some(tx))
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            let _ = tx.send(false);
+        });
+        (rx, None)
     };
 
     // Decide nothing on partial data: every watch must have listed once.
     let all_synced = async {
-        while !store.is_synced() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = configs_synced.wait_for(|s| *s).await;
+        for kind in ConfigKind::ALL {
+            store.mark_synced(kind);
         }
         let _ = workloads_synced.wait_for(|s| *s).await;
         let _ = ns_synced.wait_for(|s| *s).await;

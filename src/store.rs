@@ -209,11 +209,15 @@ impl DigestStore {
     pub fn replace_kind(
         &self,
         kind: ConfigKind,
+        scope: Option<&str>,
         fresh: Vec<(String, String, ConfigEntry)>,
     ) -> Vec<Changed> {
         let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
         let mut old: HashMap<(String, ConfigId), Arc<ConfigEntry>> = HashMap::new();
         for (namespace, ns) in namespaces.iter_mut() {
+            if scope.is_some_and(|only| only != namespace) {
+                continue;
+            }
             let ids: Vec<ConfigId> = ns.keys().filter(|id| id.kind == kind).cloned().collect();
             for id in ids {
                 let entry = ns.remove(&id).expect("listed above");
@@ -268,10 +272,6 @@ impl DigestStore {
 
     pub fn mark_synced(&self, kind: ConfigKind) {
         self.synced[kind as usize].store(true, Ordering::Release);
-    }
-
-    pub fn is_kind_synced(&self, kind: ConfigKind) -> bool {
-        self.synced[kind as usize].load(Ordering::Acquire)
     }
 
     /// True once both kinds have been fully listed.
@@ -383,6 +383,7 @@ mod tests {
         );
         store.replace_kind(
             ConfigKind::ConfigMap,
+            None,
             vec![("b".into(), "new".into(), entry(&[]))],
         );
         assert!(
@@ -400,6 +401,18 @@ mod tests {
                 .get("b", &ConfigId::new(ConfigKind::ConfigMap, "new"))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn replace_kind_in_one_namespace_leaves_the_others() {
+        let store = DigestStore::new();
+        let cm = |n: &str| ConfigId::new(ConfigKind::ConfigMap, n);
+        store.upsert("a", cm("x"), Arc::new(entry(&[])));
+        store.upsert("b", cm("y"), Arc::new(entry(&[])));
+        let changed = store.replace_kind(ConfigKind::ConfigMap, Some("a"), vec![]);
+        assert_eq!(changed.len(), 1);
+        assert!(store.get("a", &cm("x")).is_none());
+        assert!(store.get("b", &cm("y")).is_some());
     }
 
     #[test]

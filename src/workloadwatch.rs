@@ -1,22 +1,21 @@
 //! Watches the workload kinds into the index, keeping only what the decision needs.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
 use serde::Deserialize;
-use tokio::sync::watch;
 
 use crate::annotations::{CONFIG_HASH, PAUSED_AT};
 use crate::index::{StampLocation, WorkloadId, WorkloadIndex, WorkloadInfo};
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceFilter;
 use crate::policy;
+use crate::sync::{SyncSet, watch_name};
 use crate::workload::{LeanWorkloadSpec, WorkloadKind};
 
 /// Names the workload kind a [`WatchedWorkload`] is read as.
@@ -90,7 +89,19 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         let empty = policy::Annotations::new();
         let annotations = self.metadata.annotations.as_ref().unwrap_or(&empty);
         let policy = policy::parse_workload(annotations, template.annotations()).value;
-        if !policy.opted_in(auto_reload_all) {
+        if K::KIND == WorkloadKind::Job {
+            // Jobs roll only when opted in explicitly, on the Job itself; a CronJob's Jobs never
+            // (the CronJob's template is what changes).
+            let owned = self
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.controller == Some(true));
+            if owned || policy.source != policy::PolicySource::Workload || !policy.opted_in(false) {
+                return None;
+            }
+        } else if !policy.opted_in(auto_reload_all) {
             return None;
         }
         let stamp = match StampLocation::of(K::KIND, &policy) {
@@ -109,45 +120,22 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
     }
 }
 
-/// Which watched kinds have completed their first listing.
-#[derive(Clone)]
-pub struct WorkloadSync {
-    expected: BTreeSet<WorkloadKind>,
-    done: Arc<Mutex<BTreeSet<WorkloadKind>>>,
-    tx: watch::Sender<bool>,
-}
-
-impl WorkloadSync {
-    pub fn new(expected: BTreeSet<WorkloadKind>) -> (Self, watch::Receiver<bool>) {
-        let (tx, rx) = watch::channel(expected.is_empty());
-        (
-            WorkloadSync {
-                expected,
-                done: Default::default(),
-                tx,
-            },
-            rx,
-        )
-    }
-
-    fn mark(&self, kind: WorkloadKind) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        done.insert(kind);
-        if self.expected.is_subset(&done) {
-            let _ = self.tx.send(true);
-        }
-    }
-}
-
-/// Keeps the index's view of one workload kind current, forever.
+/// Keeps the index's view of one workload kind current, forever, in one namespace (`scope`) or
+/// in all.
 pub async fn run<K: WorkloadKindMarker>(
-    api: Api<WatchedWorkload<K>>,
+    client: Client,
+    scope: Option<String>,
     index: Arc<WorkloadIndex>,
     namespaces: Arc<NamespaceFilter>,
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
-    sync: WorkloadSync,
+    sync: SyncSet,
 ) {
+    let api: Api<WatchedWorkload<K>> = match &scope {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let name = watch_name(K::KIND.as_str(), scope.as_deref());
     let info = |w: &WatchedWorkload<K>| {
         let ns = w.metadata.namespace.as_deref().unwrap_or_default();
         if !namespaces.is_watched(ns) {
@@ -179,9 +167,9 @@ pub async fn run<K: WorkloadKindMarker>(
                 relist.extend(info(&w));
             }
             watcher::Event::InitDone => {
-                index.replace_kind(K::KIND, std::mem::take(&mut relist));
-                sync.mark(K::KIND);
-                tracing::info!(kind = %K::KIND, "workloads listed");
+                index.replace_kind(K::KIND, scope.as_deref(), std::mem::take(&mut relist));
+                sync.mark(&name);
+                tracing::info!(watch = name, "workloads listed");
             }
             watcher::Event::Apply(w) => {
                 metrics.count(
@@ -230,6 +218,29 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {}})).unwrap();
         assert!(plain.info(false).is_none());
         assert!(plain.info(true).is_some(), "--auto-reload-all opts it in");
+    }
+
+    #[test]
+    fn jobs_roll_only_when_opted_in_on_the_job_itself() {
+        let job = |meta: serde_json::Value| -> WatchedWorkload<JobKind> {
+            serde_json::from_value(json!({"metadata": meta, "spec": {"template": {"spec": {}}}}))
+                .unwrap()
+        };
+        assert!(
+            job(json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"}}))
+                .info(false)
+                .is_some()
+        );
+        assert!(
+            job(json!({"name": "j"})).info(true).is_none(),
+            "--auto-reload-all does not reach Jobs"
+        );
+        let from_cron = json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": "u", "controller": true}]});
+        assert!(
+            job(from_cron).info(false).is_none(),
+            "a CronJob's Job is not rolled"
+        );
     }
 
     #[test]

@@ -154,7 +154,10 @@ async fn certificates_rotate_under_load_without_failed_admissions() {
         two_cas_seen,
         "the bundle carried the old and the new CA through a rotation"
     );
-    assert!(String::from_utf8_lossy(&first_bundle).contains("BEGIN CERTIFICATE"), "kreload wrote its CA bundle");
+    assert!(
+        String::from_utf8_lossy(&first_bundle).contains("BEGIN CERTIFICATE"),
+        "kreload wrote its CA bundle"
+    );
     assert_eq!(
         failed, 0,
         "{failed} of {sent} admissions failed during rotation"

@@ -1788,6 +1788,7 @@ async fn changes_are_coalesced_and_storms_are_damped() {
         Ok(_) => {
             let now = baseline(&ns, d, "burst").await;
             let new_sets = now.revisions as i64 - burst_before.revisions as i64;
+            eprintln!("burst: {new_sets} new ReplicaSet(s) for 20 changes");
             if !(1..=2).contains(&new_sets) {
                 failures.push(format!(
                     "Deployment burst: 20 changes within 2 s gave {new_sets} new ReplicaSets; want 1 or 2"
@@ -1829,12 +1830,15 @@ async fn restart_rolls_only_what_changed_while_down() {
         "the webhook stamps an opted-in Deployment at CREATE"
     );
 
-    // Restart with no change in between: nothing rolls.
-    assert!(
-        first.terminate().is_some(),
-        "kreload exits within 20 s of SIGTERM; log: {}",
-        first.log.display()
-    );
+    // Restart with no change in between: nothing rolls. (A graceful restart: SIGTERM. If kreload
+    // does not exit, `terminate` kills it after 20 s; that is reported, and the test goes on.)
+    let mut failures = Vec::new();
+    if first.terminate().is_none() {
+        failures.push(format!(
+            "kreload did not exit within 20 s of SIGTERM (killed); log: {}",
+            first.log.display()
+        ));
+    }
     let second = kreload_for(&[&ns], &[]);
     tokio::time::sleep(SETTLE).await;
     if let Err(e) = expect_unchanged(&ns, d, "web", &base).await {
@@ -1857,7 +1861,6 @@ async fn restart_rolls_only_what_changed_while_down() {
     let late_base = baselines(&ns, &late).await.remove(0);
     let third = kreload_for(&[&ns], &[]);
 
-    let mut failures = Vec::new();
     match expect_roll(&ns, d, "web", &base).await {
         Err(e) => failures.push(format!("{e} (a change made while kreload was down)")),
         Ok(stamp) => {
