@@ -14,18 +14,6 @@ use serde_json::json;
 
 const STAMP: &str = "kreload.dev/config-hash";
 
-fn template_stamp(d: &Deployment) -> Option<String> {
-    d.spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(STAMP)
-        .cloned()
-}
-
 #[tokio::test]
 async fn changes_within_the_pause_period_land_in_one_rollout() {
     let client = client().await;

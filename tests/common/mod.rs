@@ -368,18 +368,21 @@ pub fn shared_kreload() -> &'static Kreload {
     KRELOAD.get_or_init(|| Kreload::start(&["--log-level", "debug"]))
 }
 
-/// Runs the harness kubectl; returns (success, stdout, stderr).
-pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+/// Runs a program with `stdin` as its input; returns (success, stdout, stderr).
+pub fn run_with_stdin(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     use std::io::Write;
-    let mut child = std::process::Command::new(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/kubectl"),
-    )
-    .args(args)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("run tests/cluster/kubectl");
+    let program = program.as_ref();
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.to_string_lossy()));
     if let Some(input) = stdin {
         child
             .stdin
@@ -395,6 +398,28 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs the harness kubectl; returns (success, stdout, stderr).
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    run_with_stdin(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/kubectl"),
+        args,
+        stdin,
+    )
+}
+
+/// The stamp on a Deployment's pod template.
+pub fn template_stamp(d: &Deployment) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get("kreload.dev/config-hash")
+        .cloned()
 }
 
 pub fn free_port() -> u16 {
