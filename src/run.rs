@@ -408,7 +408,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = workloads_synced.wait_for(|s| *s).await;
         let _ = ns_synced.wait_for(|s| *s).await;
     };
-    all_synced.await;
+    // A shutdown while waiting (e.g. the watches cannot list: missing RBAC) exits at once.
+    tokio::select! {
+        () = all_synced => {}
+        () = shutdown.clone() => {
+            tracing::warn!("shut down before every watch had synced");
+            return Ok(());
+        }
+    }
     readiness.watches_synced.store(true, Ordering::Release);
     tracing::info!(workloads = index.len(), "every watch has synced");
     let reloader = Reloader {

@@ -1,0 +1,33 @@
+{{/* Labels on every object. Tool-neutral (no managed-by), so the rendered manifest fits kubectl too. */}}
+{{- define "kreload.labels" -}}
+app.kubernetes.io/name: kreload
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+
+{{- define "kreload.selectorLabels" -}}
+app.kubernetes.io/name: kreload
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The serving certificate's Secret. */}}
+{{- define "kreload.tlsSecret" -}}
+{{- if eq .Values.certificates.mode "cert-manager" -}}
+kreload-serving-tls
+{{- else -}}
+{{- required "certificates.mode=files needs certificates.files.secretName: a kubernetes.io/tls Secret in the release namespace" .Values.certificates.files.secretName -}}
+{{- end -}}
+{{- end }}
+
+{{/* Values that do not fit together fail the render with a reason. */}}
+{{- define "kreload.validate" -}}
+{{- if and .Values.rbac.namespaced (empty .Values.watchNamespaces) -}}
+{{- fail "rbac.namespaced=true needs watchNamespaces: the namespaces kreload gets Roles in and acts in" -}}
+{{- end -}}
+{{- if and .Values.rbac.namespaced .Values.namespaceSelector -}}
+{{- fail "namespaceSelector needs cluster-wide read of namespaces; with rbac.namespaced=true list the namespaces in watchNamespaces instead" -}}
+{{- end -}}
+{{- if and (eq .Values.certificates.mode "files") (empty .Values.certificates.files.caBundle) -}}
+{{- fail "certificates.mode=files needs certificates.files.caBundle: the base64 CA certificate for the webhook configurations (certs/make-certs prints it)" -}}
+{{- end -}}
+{{- end }}
