@@ -141,6 +141,7 @@ fn chart_lints_and_checked_in_manifests_are_current() {
             "certificates.files.secretName=tls",
             "certificates.files.caBundle=Q0E=",
         ],
+        vec!["certificates.mode=self-managed"],
     ] {
         let mut args = vec!["lint", "--strict", "deploy/helm/kreload"];
         for s in &sets {
@@ -159,6 +160,10 @@ fn chart_lints_and_checked_in_manifests_are_current() {
     for (sets, says) in [
         (vec!["rbac.namespaced=true"], "needs watchNamespaces"),
         (vec!["certificates.mode=files"], "caBundle"),
+        (
+            vec!["certificates.mode=self-managed", "rbac.namespaced=true", "watchNamespaces={a}"],
+            "needs a ClusterRole",
+        ),
         (vec!["logFormat=xml"], "logFormat"),
     ] {
         let mut args = vec!["template", "kreload", "deploy/helm/kreload"];
@@ -406,6 +411,10 @@ async fn manifests_pass_server_side_dry_run() {
     server_dry_run(
         "helm template (defaults)",
         &helm_template("kreload", &["namespace.create=true"]),
+    );
+    server_dry_run(
+        "helm template (self-managed certificates)",
+        &helm_template("kreload", &["certificates.mode=self-managed"]),
     );
     let watch = format!("watchNamespaces={{{}}}", watched.name);
     server_dry_run(

@@ -27,6 +27,9 @@ kreload-serving-tls
 {{- if and .Values.rbac.namespaced .Values.namespaceSelector -}}
 {{- fail "namespaceSelector needs cluster-wide read of namespaces; with rbac.namespaced=true list the namespaces in watchNamespaces instead" -}}
 {{- end -}}
+{{- if and .Values.rbac.namespaced (eq .Values.certificates.mode "self-managed") -}}
+{{- fail "certificates.mode=self-managed writes the webhook configurations' caBundle, which needs a ClusterRole; with rbac.namespaced=true use cert-manager or files" -}}
+{{- end -}}
 {{- if and (eq .Values.certificates.mode "files") (empty .Values.certificates.files.caBundle) -}}
 {{- fail "certificates.mode=files needs certificates.files.caBundle: the base64 CA certificate for the webhook configurations (certs/make-certs prints it)" -}}
 {{- end -}}
