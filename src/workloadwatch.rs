@@ -143,6 +143,7 @@ pub async fn run<K: WorkloadKindMarker>(
         }
         w.info(auto_reload_all)
     };
+    let gauge = || metrics.set_gauge("kreload_index_workloads", index.len() as i64);
     let mut relist = Vec::new();
     let mut stream = watcher::watcher(api, watcher::Config::default().page_size(200))
         .default_backoff()
@@ -169,6 +170,7 @@ pub async fn run<K: WorkloadKindMarker>(
             watcher::Event::InitDone => {
                 index.replace_kind(K::KIND, scope.as_deref(), std::mem::take(&mut relist));
                 sync.mark(&name);
+                gauge();
                 tracing::info!(watch = name, "workloads listed");
             }
             watcher::Event::Apply(w) => {
@@ -183,6 +185,7 @@ pub async fn run<K: WorkloadKindMarker>(
                         index.remove(&w.id());
                     }
                 }
+                gauge();
             }
             watcher::Event::Delete(w) => {
                 metrics.count(
@@ -191,6 +194,7 @@ pub async fn run<K: WorkloadKindMarker>(
                     1,
                 );
                 index.remove(&w.id());
+                gauge();
             }
         }
     }
