@@ -313,9 +313,8 @@ fn raw_client() -> reqwest::Client {
 
 /// Sends a request head over TLS (trusting kreload's CA from its webhook configuration) and
 /// returns the first line of the answer.
-async fn raw_https_head(addr: &str, head: &str) -> String {
+async fn raw_https(addr: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let config: Api<MutatingWebhookConfiguration> = Api::all(client().await);
     let ca = config.get("kreload").await.unwrap().webhooks.unwrap()[0]
         .client_config
@@ -334,10 +333,15 @@ async fn raw_https_head(addr: &str, head: &str) -> String {
         .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
         .connect(name, tcp)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn raw_https_head(addr: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = raw_https(addr).await;
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 512];
     let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
@@ -349,6 +353,41 @@ async fn raw_https_head(addr: &str, head: &str) -> String {
         .next()
         .unwrap_or_default()
         .to_owned()
+}
+
+#[tokio::test]
+async fn slow_clients_cannot_hold_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let kreload = shared_kreload();
+    // Half a request head, then silence: the server closes the connection (header-read timeout).
+    let mut stream = raw_https(&kreload.admission).await;
+    stream
+        .write_all(b"POST /mutate HTTP/1.1\r\nHost: kreload\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 512];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the server kept a connection with an unfinished request head open for 30 s"
+    );
+    // A TCP connection that never starts TLS is dropped too (handshake timeout).
+    let mut tcp = tokio::net::TcpStream::connect(&kreload.admission)
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the server kept a silent TCP connection open for 30 s"
+    );
 }
 
 #[tokio::test]
