@@ -161,7 +161,11 @@ fn chart_lints_and_checked_in_manifests_are_current() {
         (vec!["rbac.namespaced=true"], "needs watchNamespaces"),
         (vec!["certificates.mode=files"], "caBundle"),
         (
-            vec!["certificates.mode=self-managed", "rbac.namespaced=true", "watchNamespaces={a}"],
+            vec![
+                "certificates.mode=self-managed",
+                "rbac.namespaced=true",
+                "watchNamespaces={a}",
+            ],
             "needs a ClusterRole",
         ),
         (vec!["logFormat=xml"], "logFormat"),
