@@ -38,6 +38,16 @@ recorded_pid() {
 
 # True when the recorded pid is alive and still runs the component's binary (argv[0]);
 # a recycled pid or a zombie (empty cmdline) does not count.
+# The component's process exists and has not exited (it may still be the subshell about to exec
+# it: right after start, /proc/PID/cmdline can still be bash's on a busy machine).
+component_started() {
+  local pid run_state
+  pid=$(recorded_pid "$1")
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  run_state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [ -n "$run_state" ] && [ "$run_state" != Z ] && [ "$run_state" != X ]
+}
+
 component_alive() {
   local pid argv0
   pid=$(recorded_pid "$1")
