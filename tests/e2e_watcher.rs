@@ -1563,61 +1563,23 @@ async fn statefulsets_daemonsets_cronjobs_and_rollouts_are_rolled() {
     }
     let kreload = kreload_for(&[&ns], &[]);
     let auto = json!({"reloader.stakater.com/auto": "true"});
-    create(
-        &ns,
-        workload(
-            Kind::StatefulSet,
-            "sts",
-            2,
-            auto.clone(),
-            env_from(&["sts-cm"], &[]),
-        ),
-    )
-    .await;
-    create(
-        &ns,
-        workload(
-            Kind::DaemonSet,
-            "ds",
-            1,
-            auto.clone(),
-            env_from(&["ds-cm"], &[]),
-        ),
-    )
-    .await;
-    create(
-        &ns,
-        workload(
-            Kind::CronJob,
-            "cron",
-            1,
-            auto.clone(),
-            env_from(&["cron-cm"], &[]),
-        ),
-    )
-    .await;
-    create(
-        &ns,
-        workload(
-            Kind::Rollout,
-            "ro",
-            1,
-            auto.clone(),
-            env_from(&["ro-cm"], &[]),
-        ),
-    )
-    .await;
-    create(
-        &ns,
-        workload(
-            Kind::Rollout,
-            "ro-restart",
-            1,
-            json!({"reloader.stakater.com/auto": "true", "reloader.stakater.com/rollout-strategy": "restart"}),
-            env_from(&["rorestart-cm"], &[]),
-        ),
-    )
-    .await;
+    let restart = json!({"reloader.stakater.com/auto": "true", "reloader.stakater.com/rollout-strategy": "restart"});
+    for (kind, name, replicas, annotations, config) in [
+        (Kind::StatefulSet, "sts", 2, &auto, "sts-cm"),
+        (Kind::DaemonSet, "ds", 1, &auto, "ds-cm"),
+        (Kind::CronJob, "cron", 1, &auto, "cron-cm"),
+        (Kind::Rollout, "ro", 1, &auto, "ro-cm"),
+        (Kind::Rollout, "ro-restart", 1, &restart, "rorestart-cm"),
+    ] {
+        let w = workload(
+            kind,
+            name,
+            replicas,
+            annotations.clone(),
+            env_from(&[config], &[]),
+        );
+        create(&ns, w).await;
+    }
     let cases = [
         rolls(Kind::StatefulSet, "sts", "StatefulSet with auto"),
         rolls(Kind::DaemonSet, "ds", "DaemonSet with auto"),
