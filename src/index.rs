@@ -66,6 +66,35 @@ impl WorkloadInfo {
     }
 }
 
+#[cfg(test)]
+impl WorkloadInfo {
+    /// A Deployment with these annotations and references: the tests' fixture.
+    pub(crate) fn deployment(
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+        refs: References,
+    ) -> Self {
+        let a: crate::policy::Annotations = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WorkloadInfo {
+            id: WorkloadId {
+                kind: WorkloadKind::Deployment,
+                namespace: namespace.into(),
+                name: name.into(),
+            },
+            uid: String::new(),
+            api_version: "apps/v1".into(),
+            policy: Arc::new(crate::policy::parse_workload(&a, None).value),
+            refs,
+            stamp: None,
+            paused_at: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     workloads: HashMap<WorkloadId, Arc<WorkloadInfo>>,
@@ -254,7 +283,6 @@ impl WorkloadPolicies for WorkloadIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Annotations, parse_workload};
     use crate::refs::Consumption;
 
     fn info(
@@ -263,26 +291,11 @@ mod tests {
         annotations: &[(&str, &str)],
         refs: &[(ConfigKind, &str)],
     ) -> WorkloadInfo {
-        let a: Annotations = annotations
+        let refs = refs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, n)| (ConfigId::new(*k, *n), Consumption::All))
             .collect();
-        WorkloadInfo {
-            id: WorkloadId {
-                kind: WorkloadKind::Deployment,
-                namespace: ns.into(),
-                name: name.into(),
-            },
-            uid: String::new(),
-            api_version: "apps/v1".into(),
-            policy: Arc::new(parse_workload(&a, None).value),
-            refs: refs
-                .iter()
-                .map(|(k, n)| (ConfigId::new(*k, *n), Consumption::All))
-                .collect(),
-            stamp: None,
-            paused_at: None,
-        }
+        WorkloadInfo::deployment(ns, name, annotations, refs)
     }
 
     fn names(v: Vec<Arc<WorkloadInfo>>) -> Vec<String> {

@@ -545,7 +545,6 @@ mod tests {
     use super::*;
     use crate::index::WorkloadInfo;
     use crate::model::{ConfigId, ConfigKind, ValueDigest};
-    use crate::policy::{Annotations, parse_workload};
     use crate::refs::Consumption;
     use crate::store::ConfigEntry;
     use std::collections::BTreeMap;
@@ -565,26 +564,11 @@ mod tests {
         annotations: &[(&str, &str)],
         refs: &[(&str, Consumption)],
     ) -> WorkloadInfo {
-        let a: Annotations = annotations
+        let refs = refs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(n, c)| (ConfigId::new(ConfigKind::ConfigMap, *n), c.clone()))
             .collect();
-        WorkloadInfo {
-            id: WorkloadId {
-                kind: WorkloadKind::Deployment,
-                namespace: "ns".into(),
-                name: name.into(),
-            },
-            uid: String::new(),
-            api_version: "apps/v1".into(),
-            policy: Arc::new(parse_workload(&a, None).value),
-            refs: refs
-                .iter()
-                .map(|(n, c)| (ConfigId::new(ConfigKind::ConfigMap, *n), c.clone()))
-                .collect(),
-            stamp: None,
-            paused_at: None,
-        }
+        WorkloadInfo::deployment("ns", name, annotations, refs)
     }
 
     fn entry(keys: &[(&str, &str)], labels: &[(&str, &str)]) -> Arc<ConfigEntry> {
