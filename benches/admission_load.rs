@@ -22,9 +22,9 @@ use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use kreload::admission::server::{Limits, admission_router, serve_tls};
+use kreload::admission::tls::{CertResolver, GeneratedCerts, server_config};
 use kreload::metrics::Metrics;
-use kreload::server::{Limits, admission_router, serve_tls};
-use kreload::tls::{CertResolver, GeneratedCerts, server_config};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -317,8 +317,8 @@ fn main() {
         pod.len(),
         serde_json::to_vec(&fixtures::pod_object()).unwrap().len(),
         deploy.len(),
-        store.len(kreload::model::ConfigKind::ConfigMap),
-        store.len(kreload::model::ConfigKind::Secret),
+        store.len(kreload::domain::config::ConfigKind::ConfigMap),
+        store.len(kreload::domain::config::ConfigKind::Secret),
     );
     println!("process RSS: {rss_start:.1} MiB at start, {rss_store:.1} MiB with the store filled");
     println!(

@@ -8,13 +8,13 @@ use std::hint::black_box;
 
 use base64::Engine;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kreload::model::ConfigKind;
-use kreload::patch::{MetadataShape, stamp_patch};
-use kreload::policy::{Annotations, parse_workload};
-use kreload::refs::PodSpecRefs;
-use kreload::stamp::encode;
-use kreload::trigger::{consumed_set, trigger_set};
-use kreload::workload::{LeanPod, LeanWorkload};
+use kreload::domain::config::ConfigKind;
+use kreload::domain::patch::{MetadataShape, stamp_patch};
+use kreload::domain::policy::{Annotations, parse_workload};
+use kreload::domain::refs::PodSpecRefs;
+use kreload::domain::stamp::encode;
+use kreload::domain::trigger::{consumed_set, trigger_set};
+use kreload::domain::workload::{LeanPod, LeanWorkload};
 
 fn core(c: &mut Criterion) {
     let store = fixtures::filled_store();
@@ -54,11 +54,11 @@ fn core(c: &mut Criterion) {
             .len()
             == 2
     );
-    let filters = admission.filters.clone();
+    let filters = admission.stamper().filters().clone();
     let set = store.with_namespace(fixtures::NAMESPACE, |view| {
         trigger_set(&auto_policy, &refs, view, &filters)
     });
-    let stamp = admission.key.stamp(&set);
+    let stamp = admission.stamper().key().stamp(&set);
 
     let mut g = c.benchmark_group("refs");
     g.throughput(Throughput::Bytes(spec_json.len() as u64));
@@ -129,7 +129,7 @@ fn core(c: &mut Criterion) {
     let mut g = c.benchmark_group("stamp");
     g.bench_function("encode", |b| b.iter(|| encode(black_box(&set))));
     g.bench_function("hmac_stamp", |b| {
-        b.iter(|| admission.key.stamp(black_box(&set)))
+        b.iter(|| admission.stamper().key().stamp(black_box(&set)))
     });
     g.finish();
 

@@ -41,7 +41,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use fixtures::Rng;
-use kreload::annotations::CONFIG_HASH;
+use kreload::domain::annotations::CONFIG_HASH;
 
 const LABEL: &str = "kreload-bench";
 

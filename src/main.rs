@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use kreload::cli::{Cli, Command};
 
@@ -6,18 +8,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
-            kreload::run::init_logging(args.log_format, &args.log_level)?;
-            kreload::run::run(*args).await?;
+            kreload::cli::run::init_logging(args.log_format, &args.log_level)?;
+            kreload::cli::run::run(*args).await?;
             // Everything has drained; do not wait for a blocking read of stdin to return.
             std::process::exit(0)
         }
         Command::Check(args) => {
-            if !kreload::commands::check(&args)? {
+            if !kreload::cli::commands::check(&args)? {
                 std::process::exit(1);
             }
             Ok(())
         }
-        Command::Explain(args) => kreload::commands::explain(&args).await,
-        Command::Status(args) => kreload::commands::status(&args).await,
+        Command::Explain(args) => kreload::cli::commands::explain(&args).await,
+        Command::Status(args) => kreload::cli::commands::status(&args).await,
     }
 }

@@ -1,18 +1,79 @@
-//! Prometheus metrics in text format, kept as plain atomics: no label value ever carries
-//! object data, only fixed words (webhook, result, kind).
+//! Prometheus metrics in text format. Every metric is a typed handle declared here, once, with
+//! its name and help text; call sites say what happened (`metrics.skipped(SkipReason::Created)`)
+//! and never spell a metric name. No label value ever carries object data, only fixed words.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::model::ConfigKind;
-use crate::store::DigestStore;
+use parking_lot::Mutex;
+
+use crate::domain::config::ConfigKind;
+use crate::domain::workload::WorkloadKind;
+use crate::state::store::DigestStore;
 
 /// Histogram buckets for admission latency, in seconds.
 const BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
+
+/// Why a config change did not roll a workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The namespace is not watched.
+    Namespace,
+    /// A config was created, without `--reload-on-create`.
+    Created,
+    /// A config was deleted, without `--reload-on-delete`.
+    Deleted,
+    /// The workload's kind is in `--ignored-workload-types`.
+    WorkloadType,
+    /// The change does not touch what the workload's trigger set holds.
+    NotConsumed,
+    /// The workload already carries the current stamp.
+    AlreadyCurrent,
+}
+
+impl SkipReason {
+    const ALL: [SkipReason; 6] = [
+        SkipReason::Namespace,
+        SkipReason::Created,
+        SkipReason::Deleted,
+        SkipReason::WorkloadType,
+        SkipReason::NotConsumed,
+        SkipReason::AlreadyCurrent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Namespace => "namespace",
+            SkipReason::Created => "created",
+            SkipReason::Deleted => "deleted",
+            SkipReason::WorkloadType => "workload_type",
+            SkipReason::NotConsumed => "not_consumed",
+            SkipReason::AlreadyCurrent => "already_current",
+        }
+    }
+}
+
+/// How a roll ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollResult {
+    Success,
+    Error,
+}
+
+impl RollResult {
+    const ALL: [RollResult; 2] = [RollResult::Success, RollResult::Error];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RollResult::Success => "success",
+            RollResult::Error => "error",
+        }
+    }
+}
 
 #[derive(Default)]
 struct Histogram {
@@ -21,21 +82,42 @@ struct Histogram {
     count: u64,
 }
 
-/// A counter's name and its fixed label pairs.
-type CounterKey = (&'static str, Vec<(&'static str, &'static str)>);
+/// A counter that has been counted at least once is rendered; the others are not, so the
+/// output holds only series that moved (as before the handles were typed).
+#[derive(Default)]
+struct Counter(AtomicU64);
 
-/// Counters and histograms, keyed by their fixed label values.
+impl Counter {
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Every metric kreload serves.
 #[derive(Default)]
 pub struct Metrics {
     admission: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
-    counters: Mutex<BTreeMap<CounterKey, u64>>,
-    gauges: Mutex<BTreeMap<&'static str, i64>>,
+    reloads: [[Counter; RollResult::ALL.len()]; WorkloadKind::ALL.len()],
+    skipped: [Counter; SkipReason::ALL.len()],
+    coalesced: Counter,
+    deferred: Counter,
+    watch_events: Mutex<BTreeMap<&'static str, u64>>,
+    leader: AtomicI64,
+    index_workloads: AtomicI64,
+    /// Whether the gauges have been set (so that they are rendered only once they mean something).
+    leader_set: std::sync::atomic::AtomicBool,
+    index_set: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
+    /// One admission review answered by `webhook` with `result`, taking `took`.
     pub fn admission(&self, webhook: &'static str, result: &'static str, took: Duration) {
         let secs = took.as_secs_f64();
-        let mut map = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.admission.lock();
         let h = map.entry((webhook, result)).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -46,29 +128,47 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// Adds `n` to a counter named `name` with the given fixed labels.
-    pub fn count(&self, name: &'static str, labels: &[(&'static str, &'static str)], n: u64) {
-        let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry((name, labels.to_vec())).or_default() += n;
+    /// A roll of a workload of `kind` ended with `result`.
+    pub fn reload(&self, kind: WorkloadKind, result: RollResult) {
+        self.reloads[kind as usize][result as usize].add(1);
     }
 
-    pub fn set_gauge(&self, name: &'static str, value: i64) {
-        self.gauges
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name, value);
+    /// A change did not roll a workload, for `reason`.
+    pub fn skipped(&self, reason: SkipReason) {
+        self.skipped[reason as usize].add(1);
+    }
+
+    /// A change was merged into a roll already waiting.
+    pub fn coalesced(&self) {
+        self.coalesced.add(1);
+    }
+
+    /// A roll was pushed back by the storm guard.
+    pub fn deferred(&self) {
+        self.deferred.add(1);
+    }
+
+    /// A watch event of `kind` (a config or workload kind name) arrived.
+    pub fn watch_event(&self, kind: &'static str) {
+        *self.watch_events.lock().entry(kind).or_default() += 1;
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.store(i64::from(leading), Ordering::Relaxed);
+        self.leader_set.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_index_workloads(&self, n: usize) {
+        self.index_workloads
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+        self.index_set.store(true, Ordering::Relaxed);
     }
 
     pub fn render(&self, store: &DigestStore) -> String {
         let mut out = String::new();
         out.push_str("# HELP kreload_admission_requests_seconds Admission request latency by webhook and result.\n");
         out.push_str("# TYPE kreload_admission_requests_seconds histogram\n");
-        for ((webhook, result), h) in self
-            .admission
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for ((webhook, result), h) in self.admission.lock().iter() {
             let labels = format!("webhook=\"{webhook}\",result=\"{result}\"");
             for (bound, count) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
@@ -92,18 +192,83 @@ impl Metrics {
                 h.count
             );
         }
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = "";
-        for ((name, labels), value) in counters.iter() {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} counter");
-                last = name;
+        let mut reloads = Vec::new();
+        for kind in WorkloadKind::ALL {
+            for result in RollResult::ALL {
+                let n = self.reloads[kind as usize][result as usize].get();
+                if n > 0 {
+                    reloads.push((format!("kind=\"{kind}\",result=\"{}\"", result.as_str()), n));
+                }
             }
-            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-            let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
         }
-        for (name, value) in self.gauges.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "# TYPE {name} gauge\n{name} {value}");
+        counter(
+            &mut out,
+            "kreload_reloads_total",
+            "Rolls by workload kind and result.",
+            reloads,
+        );
+        let skipped = SkipReason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    format!("reason=\"{}\"", r.as_str()),
+                    self.skipped[*r as usize].get(),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        counter(
+            &mut out,
+            "kreload_changes_skipped_total",
+            "Config changes that did not roll a workload, by reason.",
+            skipped,
+        );
+        let single = |n: u64| {
+            if n > 0 {
+                vec![(String::new(), n)]
+            } else {
+                vec![]
+            }
+        };
+        counter(
+            &mut out,
+            "kreload_changes_coalesced_total",
+            "Changes merged into a roll already waiting.",
+            single(self.coalesced.get()),
+        );
+        counter(
+            &mut out,
+            "kreload_changes_deferred_total",
+            "Rolls pushed back by the storm guard.",
+            single(self.deferred.get()),
+        );
+        let events = self
+            .watch_events
+            .lock()
+            .iter()
+            .map(|(kind, n)| (format!("kind=\"{kind}\""), *n))
+            .collect();
+        counter(
+            &mut out,
+            "kreload_watch_events_total",
+            "Watch events received, by kind.",
+            events,
+        );
+        if self.leader_set.load(Ordering::Relaxed) {
+            gauge(
+                &mut out,
+                "kreload_leader",
+                "1 while this replica rolls workloads.",
+                self.leader.load(Ordering::Relaxed),
+            );
+        }
+        if self.index_set.load(Ordering::Relaxed) {
+            gauge(
+                &mut out,
+                "kreload_index_workloads",
+                "Opted-in workloads in the index.",
+                self.index_workloads.load(Ordering::Relaxed),
+            );
         }
         out.push_str("# HELP kreload_store_configs Configs held in the digest store, by kind.\n# TYPE kreload_store_configs gauge\n");
         for kind in ConfigKind::ALL {
@@ -117,6 +282,24 @@ impl Metrics {
     }
 }
 
+/// Renders one counter's series (labels, value); nothing when none has moved.
+fn counter(out: &mut String, name: &str, help: &str, series: Vec<(String, u64)>) {
+    if series.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,11 +308,22 @@ mod tests {
     fn renders_histograms_counters_and_store_size() {
         let m = Metrics::default();
         m.admission("mutate", "patched", Duration::from_micros(300));
-        m.count("kreload_watch_events_total", &[("kind", "ConfigMap")], 2);
+        m.watch_event("ConfigMap");
+        m.watch_event("ConfigMap");
+        m.reload(WorkloadKind::Deployment, RollResult::Success);
+        m.skipped(SkipReason::Created);
+        m.coalesced();
+        m.set_leader(true);
         let text = m.render(&DigestStore::new());
         assert!(text.contains("kreload_admission_requests_seconds_bucket{webhook=\"mutate\",result=\"patched\",le=\"0.0005\"} 1"));
         assert!(text.contains("kreload_admission_requests_seconds_bucket{webhook=\"mutate\",result=\"patched\",le=\"0.00025\"} 0"));
         assert!(text.contains("kreload_watch_events_total{kind=\"ConfigMap\"} 2"));
+        assert!(text.contains("kreload_reloads_total{kind=\"Deployment\",result=\"success\"} 1"));
+        assert!(text.contains("kreload_changes_skipped_total{reason=\"created\"} 1"));
+        assert!(text.contains("kreload_changes_coalesced_total{} 1"));
+        assert!(!text.contains("kreload_changes_deferred_total"));
+        assert!(text.contains("kreload_leader 1"));
+        assert!(!text.contains("kreload_index_workloads"));
         assert!(text.contains("kreload_store_configs{kind=\"Secret\"} 0"));
     }
 }

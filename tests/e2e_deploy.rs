@@ -620,13 +620,13 @@ async fn runs_on_its_service_account(namespaced: bool) {
         format!("mutatingwebhookconfiguration/{webhook_name}"),
         format!("validatingwebhookconfiguration/{webhook_name}"),
     ]);
-    let (m, v) = kreload::webhooks::local(
+    let (m, v) = kreload::admission::webhooks::local(
         &format!("https://127.0.0.1:{port}"),
         &ca_pem,
         &webhook_name,
         &BTreeSet::from([ns.name.clone()]),
     );
-    kreload::webhooks::apply(admin.clone(), &m, &v)
+    kreload::admission::webhooks::apply(admin.clone(), &m, &v)
         .await
         .expect("register the webhook configurations");
 

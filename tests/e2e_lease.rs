@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use kreload::lease::{self, LeaseConfig};
+use kreload::reload::lease::{self, LeaseConfig};
 use kube::{Api, Client};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;

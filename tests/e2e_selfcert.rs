@@ -24,13 +24,13 @@ async fn certificates_rotate_under_load_without_failed_admissions() {
     let health = free_port();
     // The webhook configurations as an install would have them, pointing at kreload, with no
     // CA bundle yet: kreload fills it in.
-    let (m, v) = kreload::webhooks::local(
+    let (m, v) = kreload::admission::webhooks::local(
         &format!("https://127.0.0.1:{port}"),
         "",
         &name,
         &[ns.name.clone()].into(),
     );
-    kreload::webhooks::apply(client.clone(), &m, &v)
+    kreload::admission::webhooks::apply(client.clone(), &m, &v)
         .await
         .unwrap();
 

@@ -1,0 +1,85 @@
+//! The admission webhooks as functions of a body: an AdmissionReview in, a response out.
+//!
+//! The HTTP shell ([`server`]) only enforces limits and maps [`ReviewError`] to a status code.
+//! Everything here reads the digest store and the workload index (short read locks) and never
+//! calls the API server.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::domain::policy::WorkloadPolicy;
+use crate::domain::refs::References;
+use crate::domain::stamper::Stamper;
+use crate::domain::workload::{LeanPod, WorkloadKind};
+use crate::state::index::WorkloadIndex;
+use crate::state::namespaces::NamespaceFilter;
+use crate::state::store::DigestStore;
+
+mod mutate;
+mod review;
+pub mod selfcert;
+pub mod server;
+pub mod tls;
+mod validate;
+pub mod webhooks;
+
+pub use review::{Answer, Outcome, ReviewError};
+
+/// What the webhooks read: the stamp computation, the digest store, the workload index (pods
+/// find their owner's policy there), and which namespaces and kinds kreload acts on.
+pub struct Admission {
+    stamper: Stamper,
+    store: Arc<DigestStore>,
+    index: Arc<WorkloadIndex>,
+    /// Namespaces kreload acts in; elsewhere nothing is stamped.
+    namespaces: Arc<NamespaceFilter>,
+    /// Workload kinds never rolled (`--ignored-workload-types`), so never stamped either.
+    ignored_workloads: BTreeSet<WorkloadKind>,
+}
+
+impl Admission {
+    pub fn new(
+        stamper: Stamper,
+        store: Arc<DigestStore>,
+        index: Arc<WorkloadIndex>,
+        namespaces: Arc<NamespaceFilter>,
+        ignored_workloads: BTreeSet<WorkloadKind>,
+    ) -> Self {
+        Admission {
+            stamper,
+            store,
+            index,
+            namespaces,
+            ignored_workloads,
+        }
+    }
+
+    pub fn stamper(&self) -> &Stamper {
+        &self.stamper
+    }
+
+    /// The stamp a workload's template should carry now, or `None` when it is not opted in.
+    pub fn workload_stamp(
+        &self,
+        namespace: &str,
+        policy: &WorkloadPolicy,
+        refs: &References,
+    ) -> Option<String> {
+        self.store.with_namespace(namespace, |view| {
+            self.stamper.workload_stamp(view, policy, refs)
+        })
+    }
+
+    /// The stamp a pod gets at creation; its owner's policy comes from the index.
+    pub fn pod_stamp(&self, namespace: &str, pod: &LeanPod) -> String {
+        let owner = pod
+            .owner_workload()
+            .and_then(|(kind, name)| self.index.policy_of(namespace, kind, &name));
+        self.store.with_namespace(namespace, |view| {
+            self.stamper.pod_stamp(view, pod, owner.as_deref())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! The validating webhook: the annotation rules, with warnings that need the digest store.
+
+use serde_json::value::RawValue;
+
+use crate::domain::check::check_rules;
+use crate::domain::config::{ConfigId, ConfigKind};
+use crate::domain::entry::ConfigView;
+use crate::domain::policy::{self, Warning, WorkloadPolicy};
+
+use super::Admission;
+use super::review::{
+    Answer, Outcome, Request, ReviewError, Verdict, answer, log, parse, unsupported, verdict,
+};
+
+impl Admission {
+    /// The validating webhook.
+    pub fn validate(&self, body: &[u8]) -> Result<Answer, ReviewError> {
+        let req = parse(body)?;
+        let verdict = self.validate_request(&req).unwrap_or_else(|v| v);
+        log(&req, "validate", &verdict);
+        Ok(answer(&req.uid, verdict))
+    }
+
+    fn validate_request(&self, req: &Request) -> Result<Verdict, Verdict> {
+        if !matches!(req.operation.as_str(), "CREATE" | "UPDATE") {
+            return Ok(Verdict::allow());
+        }
+        let raw = req.object.map(RawValue::get).unwrap_or("null");
+        let Some(checked) = check_rules(&req.kind.group, &req.kind.kind, raw) else {
+            return Err(unsupported(req));
+        };
+        let mut checked = checked.map_err(|why| {
+            Verdict::deny(
+                Outcome::Unsupported,
+                format!(
+                    "the {} in the request could not be read: {why}",
+                    req.kind.kind
+                ),
+            )
+        })?;
+        if let Some(policy) = &checked.policy {
+            self.missing_config_warnings(&req.namespace, policy, &mut checked.warnings);
+        }
+        Ok(verdict(checked.violations, checked.warnings))
+    }
+
+    /// A reload-list name that no config in the namespace has is likely a typo.
+    fn missing_config_warnings(
+        &self,
+        namespace: &str,
+        policy: &WorkloadPolicy,
+        warnings: &mut Vec<Warning>,
+    ) {
+        if !self.store.is_synced() {
+            return;
+        }
+        self.store
+            .with_namespace(namespace, |view: &dyn ConfigView| {
+                for kind in ConfigKind::ALL {
+                    for name in policy.reload_list(kind).literal_names() {
+                        if view.get(&ConfigId::new(kind, name)).is_none() {
+                            warnings.push(Warning::NoSuchConfig {
+                                key: policy::reload_key(kind).to_owned(),
+                                kind,
+                                name: name.to_owned(),
+                            });
+                        }
+                    }
+                }
+            });
+    }
+}

@@ -1,0 +1,235 @@
+//! Command-line arguments. Flag names and defaults follow Reloader's where they exist.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::annotations::DEFAULT_NAMESPACE;
+
+/// Durations in Go's notation, as Reloader's flags take them ("1s", "500ms", "1m30s").
+fn duration(s: &str) -> Result<Duration, String> {
+    crate::domain::policy::parse_go_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 1s, 500ms, 2m)"))
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kreload",
+    version,
+    about = "Rolls exactly the workloads whose consumed ConfigMaps and Secrets changed"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the admission webhooks and watch configs.
+    Run(Box<RunArgs>),
+    /// Lint manifests offline with exactly the validating webhook's rules (exits 1 on a violation).
+    Check(CheckArgs),
+    /// Which configs can roll a workload, and which rule step lets each in or keeps it out.
+    Explain(ExplainArgs),
+    /// Per opted-in workload: its trigger set, template stamp vs current hash, pods and stale pods.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Manifest files (YAML or JSON, multi-document; `-` for stdin).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Path to a kubeconfig; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster config.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Namespace kreload runs in (holds its hash key Secret).
+    #[arg(long = "kreload-namespace", env = "KRELOAD_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub kreload_namespace: String,
+
+    /// As kreload's `--auto-reload-all`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub auto_reload_all: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExplainArgs {
+    /// The workload, as KIND/NAME (e.g. deployment/web).
+    pub workload: String,
+
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[arg(
+        short = 'n',
+        long,
+        default_value = "default",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: String,
+
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Path to a kubeconfig; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster config.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Namespace kreload runs in (holds its hash key Secret).
+    #[arg(long, env = "KRELOAD_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+
+    /// Local development mode: generate a CA and a serving certificate for 127.0.0.1, serve on a
+    /// loopback port, and point the webhook configurations at it (clientConfig.url + caBundle).
+    #[arg(long)]
+    pub local: bool,
+
+    /// Address the HTTPS admission server listens on (local mode: 127.0.0.1:0, a free port).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+
+    /// Address of the plain-HTTP health and metrics server (/livez, /readyz, /metrics).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub health_listen: SocketAddr,
+
+    /// Serving certificate (PEM), reloaded when it changes. Required unless --local.
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Roll on any referenced config change even without annotations (`auto: "false"` opts out).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub auto_reload_all: bool,
+
+    /// Config kinds to ignore: configMaps or secrets.
+    #[arg(long, value_delimiter = ',')]
+    pub resources_to_ignore: Vec<String>,
+
+    /// Workload kinds never rolled: deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts.
+    #[arg(long, value_delimiter = ',')]
+    pub ignored_workload_types: Vec<String>,
+
+    /// Only act in these namespaces (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Never act in these namespaces.
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces_to_ignore: Vec<String>,
+
+    /// Only act in namespaces whose labels match this selector.
+    #[arg(long)]
+    pub namespace_selector: Option<String>,
+
+    /// Only configs whose labels match this selector trigger anything.
+    #[arg(long)]
+    pub resource_label_selector: Option<String>,
+
+    /// Roll when a config that a workload uses is created.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub reload_on_create: bool,
+
+    /// Roll when a config that a workload uses is deleted.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub reload_on_delete: bool,
+
+    /// Changes for one workload within this window become one roll ("0s" disables).
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub coalesce_window: Duration,
+
+    /// Storm guard: a workload rolls at most once per interval; later changes are deferred and
+    /// merged into the next roll, never dropped ("0s" disables).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub min_roll_interval: Duration,
+
+    /// Several replicas: elect one, through a Lease in kreload's namespace, to roll workloads
+    /// (all serve admission).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub enable_ha: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "kreload")]
+    pub lease_name: String,
+
+    /// How long a leader's lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+
+    /// This replica's identity in the Lease and in Events (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Name of the webhook configurations kreload registers (local mode) or keeps the CA bundle
+    /// of (self-managed certificates).
+    #[arg(long, default_value = "kreload")]
+    pub webhook_config_name: String,
+
+    /// Self-managed certificates: kreload creates a CA and a serving certificate, keeps them in
+    /// the Secret --cert-secret, writes the CA bundle into its webhook configurations, and
+    /// rotates before expiry.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set, conflicts_with_all = ["local", "tls_cert_file"])]
+    pub self_managed_certs: bool,
+
+    /// Self-managed: DNS names and IPs of the serving certificate (default: the kreload Service's
+    /// names in --namespace).
+    #[arg(long, value_delimiter = ',')]
+    pub cert_names: Vec<String>,
+
+    /// Self-managed: the Secret holding the certificate.
+    #[arg(long, default_value = "kreload-webhook-tls")]
+    pub cert_secret: String,
+
+    /// Self-managed: how long a certificate (and its CA) is valid.
+    #[arg(long, default_value = "8760h", value_parser = duration)]
+    pub cert_validity: Duration,
+
+    /// Self-managed: rotate when less than this is left.
+    #[arg(long, default_value = "720h", value_parser = duration)]
+    pub cert_renew_before: Duration,
+
+    /// Self-managed: how often to check the certificate (and follow other replicas' rotations).
+    #[arg(long, default_value = "1m", value_parser = duration)]
+    pub cert_check_interval: Duration,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log level (error, warn, info, debug, trace), or a tracing filter directive.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+
+    /// Exit when standard input closes: lets a test or a supervisor tie kreload's life to its own.
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_close: bool,
+}

@@ -1,0 +1,454 @@
+//! `kreload run`: all wiring in one place.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+
+use crate::admission::selfcert::{SelfManaged, SelfManagedConfig};
+use crate::admission::server::{self, Limits, Readiness};
+use crate::admission::tls::{self, CertFiles, CertResolver, GeneratedCerts};
+use crate::admission::{Admission, webhooks};
+use crate::cli::args::{LogFormat, RunArgs};
+use crate::cli::client::{self, client};
+use crate::domain::config::ConfigKind;
+use crate::domain::selector::Selector;
+use crate::domain::stamper::Stamper;
+use crate::domain::trigger::Filters;
+use crate::domain::workload::WorkloadKind;
+use crate::metrics::Metrics;
+use crate::reload::lease::{self, LeaseConfig};
+use crate::reload::{ReloadSettings, Reloader};
+use crate::state::index::WorkloadIndex;
+use crate::state::namespaces::NamespaceFilter;
+use crate::state::store::DigestStore;
+use crate::watch::config::{self as configwatch, ConfigMapKind, SecretKind};
+use crate::watch::namespace;
+use crate::watch::sync::{SyncSet, watch_name};
+use crate::watch::workload::{
+    self as workloadwatch, CronJobKind, DaemonSetKind, DeploymentKind, JobKind, RolloutKind,
+    StatefulSetKind, WorkloadKindMarker,
+};
+use tokio::sync::{mpsc, watch};
+
+pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("invalid --log-level {level:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+fn filters(args: &RunArgs) -> anyhow::Result<Filters> {
+    let mut ignored_kinds = BTreeSet::new();
+    for r in &args.resources_to_ignore {
+        match r.to_ascii_lowercase().as_str() {
+            "configmaps" => ignored_kinds.insert(ConfigKind::ConfigMap),
+            "secrets" => ignored_kinds.insert(ConfigKind::Secret),
+            other => bail!("--resources-to-ignore takes configMaps or secrets, not {other:?}"),
+        };
+    }
+    let resource_label_selector = args
+        .resource_label_selector
+        .as_deref()
+        .map(str::parse::<Selector>)
+        .transpose()?;
+    Ok(Filters {
+        ignored_kinds,
+        resource_label_selector,
+        auto_reload_all: args.auto_reload_all,
+    })
+}
+
+async fn ensure_namespace(client: Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client);
+    if api.get_opt(name).await?.is_some() {
+        return Ok(());
+    }
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (or, with `--exit-on-stdin-close`, when stdin closes); every
+/// clone resolves together.
+fn shutdown_signal(stdin: bool) -> impl std::future::Future<Output = ()> + Clone + Send + 'static {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        let stdin_closed = async {
+            if !stdin {
+                return std::future::pending().await;
+            }
+            let mut buf = [0u8; 64];
+            let mut input = tokio::io::stdin();
+            while tokio::io::AsyncReadExt::read(&mut input, &mut buf)
+                .await
+                .is_ok_and(|n| n > 0)
+            {}
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+            () = stdin_closed => {},
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    let mut rx = rx;
+    futures::FutureExt::shared(Box::pin(async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }))
+}
+
+fn workload_kinds(names: &[String]) -> anyhow::Result<BTreeSet<WorkloadKind>> {
+    names
+        .iter()
+        .map(|n| {
+            WorkloadKind::ALL
+                .into_iter()
+                .find(|k| k.plural().eq_ignore_ascii_case(n) || k.as_str().eq_ignore_ascii_case(n))
+                .with_context(|| format!("--ignored-workload-types: unknown kind {n:?} (deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts)"))
+        })
+        .collect()
+}
+
+fn namespace_filter(args: &RunArgs) -> anyhow::Result<NamespaceFilter> {
+    let selector = args
+        .namespace_selector
+        .as_deref()
+        .map(str::parse::<Selector>)
+        .transpose()?;
+    let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
+    Ok(NamespaceFilter::new(
+        set(&args.namespaces),
+        set(&args.namespaces_to_ignore),
+        selector,
+    ))
+}
+
+/// Whether the Argo Rollouts CRD is served (discovered once, at start).
+async fn rollouts_served(client: &Client) -> bool {
+    match client
+        .list_api_group_resources("argoproj.io/v1alpha1")
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.name == "rollouts"),
+        Err(_) => false,
+    }
+}
+
+/// What the workload watches share.
+struct WorkloadFeeds {
+    client: Client,
+    index: Arc<WorkloadIndex>,
+    namespaces: Arc<NamespaceFilter>,
+    auto_reload_all: bool,
+    metrics: Arc<Metrics>,
+    sync: SyncSet,
+}
+
+impl WorkloadFeeds {
+    fn spawn<K: WorkloadKindMarker>(&self, scope: &Option<String>) {
+        tokio::spawn(workloadwatch::run::<K>(
+            self.client.clone(),
+            scope.clone(),
+            self.index.clone(),
+            self.namespaces.clone(),
+            self.auto_reload_all,
+            self.metrics.clone(),
+            self.sync.clone(),
+        ));
+    }
+
+    fn spawn_kind(&self, kind: WorkloadKind, scope: &Option<String>) {
+        match kind {
+            WorkloadKind::Deployment => self.spawn::<DeploymentKind>(scope),
+            WorkloadKind::StatefulSet => self.spawn::<StatefulSetKind>(scope),
+            WorkloadKind::DaemonSet => self.spawn::<DaemonSetKind>(scope),
+            WorkloadKind::CronJob => self.spawn::<CronJobKind>(scope),
+            WorkloadKind::Job => self.spawn::<JobKind>(scope),
+            WorkloadKind::Rollout => self.spawn::<RolloutKind>(scope),
+        }
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let filters = filters(&args)?;
+    let namespaces = Arc::new(namespace_filter(&args)?);
+    let ignored_workloads = workload_kinds(&args.ignored_workload_types)?;
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("kreload-{}", std::process::id()));
+    let client = client(args.kubeconfig.as_deref()).await?;
+    if args.local {
+        ensure_namespace(client.clone(), &args.namespace).await?;
+    }
+    let key = client::load_or_create(client.clone(), &args.namespace).await?;
+    tracing::info!(key_id = key.id(), "hash key loaded");
+    let shutdown = shutdown_signal(args.exit_on_stdin_close);
+
+    // Watches: configs into the store, workloads into the index, namespaces for the selector.
+    let store = Arc::new(DigestStore::new());
+    let index = Arc::new(WorkloadIndex::new());
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+    // With --namespaces, one watch per namespace and kind (so namespace-scoped RBAC suffices);
+    // otherwise one cluster-wide watch per kind.
+    let scopes: Vec<Option<String>> = if namespaces.only().is_empty() {
+        vec![None]
+    } else {
+        namespaces.only().iter().cloned().map(Some).collect()
+    };
+    let (config_sync, mut configs_synced) = SyncSet::new(ConfigKind::ALL.iter().flat_map(|k| {
+        scopes
+            .iter()
+            .map(move |s| watch_name(k.as_str(), s.as_deref()))
+    }));
+    for scope in &scopes {
+        let selector = args.resource_label_selector.clone();
+        tokio::spawn(configwatch::run::<ConfigMapKind>(
+            client.clone(),
+            scope.clone(),
+            store.clone(),
+            metrics.clone(),
+            selector.clone(),
+            Some(changes_tx.clone()),
+            config_sync.clone(),
+        ));
+        tokio::spawn(configwatch::run::<SecretKind>(
+            client.clone(),
+            scope.clone(),
+            store.clone(),
+            metrics.clone(),
+            selector,
+            Some(changes_tx.clone()),
+            config_sync.clone(),
+        ));
+    }
+    drop(changes_tx);
+    let (ns_synced_tx, mut ns_synced) = watch::channel(false);
+    tokio::spawn(namespace::watch_selected(
+        client.clone(),
+        namespaces.clone(),
+        ns_synced_tx,
+    ));
+
+    let mut kinds: BTreeSet<WorkloadKind> = WorkloadKind::ALL
+        .into_iter()
+        .filter(|k| !ignored_workloads.contains(k))
+        .collect();
+    if kinds.contains(&WorkloadKind::Rollout) && !rollouts_served(&client).await {
+        tracing::info!("Argo Rollouts CRD not found; Rollouts are not watched");
+        kinds.remove(&WorkloadKind::Rollout);
+    }
+    let (workload_sync, mut workloads_synced) = SyncSet::new(kinds.iter().flat_map(|k| {
+        scopes
+            .iter()
+            .map(move |s| watch_name(k.as_str(), s.as_deref()))
+    }));
+    let feeds = WorkloadFeeds {
+        client: client.clone(),
+        index: index.clone(),
+        namespaces: namespaces.clone(),
+        auto_reload_all: args.auto_reload_all,
+        metrics: metrics.clone(),
+        sync: workload_sync,
+    };
+    for scope in &scopes {
+        for kind in &kinds {
+            feeds.spawn_kind(*kind, scope);
+        }
+    }
+
+    let (resolver, local_ca) = if args.local {
+        let certs = GeneratedCerts::generate(
+            &["127.0.0.1".into(), "localhost".into()],
+            Duration::from_secs(365 * 24 * 3600),
+        )?;
+        (
+            CertResolver::new(certs.certified_key()?),
+            Some(certs.ca_pem),
+        )
+    } else if args.self_managed_certs {
+        let names = if args.cert_names.is_empty() {
+            let ns = &args.namespace;
+            vec![
+                format!("kreload.{ns}.svc"),
+                format!("kreload.{ns}.svc.cluster.local"),
+            ]
+        } else {
+            args.cert_names.clone()
+        };
+        let certs = SelfManaged::new(
+            client.clone(),
+            SelfManagedConfig {
+                namespace: args.namespace.clone(),
+                secret: args.cert_secret.clone(),
+                names,
+                validity: args.cert_validity,
+                renew_before: args.cert_renew_before,
+                check_every: args.cert_check_interval,
+                webhook_config: args.webhook_config_name.clone(),
+            },
+        );
+        let resolver = certs.start().await.context("self-managed certificates")?;
+        // The API server picks up a new caBundle within a few seconds; the new certificate is
+        // served only after that.
+        tokio::spawn(certs.run(resolver.clone(), Duration::from_secs(3)));
+        (resolver, None)
+    } else {
+        let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) else {
+            bail!("set --tls-cert-file and --tls-key-file, --self-managed-certs, or --local");
+        };
+        let files = CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let resolver = CertResolver::new(files.load()?);
+        tokio::spawn(files.watch(resolver.clone(), Duration::from_secs(2)));
+        (resolver, None)
+    };
+    readiness.tls_loaded.store(true, Ordering::Release);
+
+    let listen = args.listen.unwrap_or(if args.local {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+    } else {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8443))
+    });
+    let listener = server::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let health = server::bind(args.health_listen).await?;
+    tracing::info!(admission = %bound, health = %health.local_addr()?, "listening");
+
+    let stamper = Stamper::new(key, filters);
+    let admission = Arc::new(Admission::new(
+        stamper.clone(),
+        store.clone(),
+        index.clone(),
+        namespaces.clone(),
+        ignored_workloads.clone(),
+    ));
+    let limits = Limits::default();
+    let router = server::admission_router(admission.clone(), metrics.clone(), &limits);
+    tokio::spawn(server::serve_plain(
+        health,
+        server::health_router(readiness.clone(), store.clone(), metrics.clone()),
+        shutdown.clone(),
+    ));
+
+    // Leadership: only the leader rolls; every replica serves admission.
+    let (leader, lease_task) = if args.enable_ha {
+        let config = LeaseConfig {
+            namespace: args.namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            lease_duration: args.lease_duration,
+            renew_every: (args.lease_duration / 5).max(Duration::from_millis(200)),
+        };
+        let (leader, task) = lease::spawn(client.clone(), config, shutdown.clone());
+        (leader, Some(task))
+    } else {
+        // Without HA this process always leads, until it shuts down: then it stops rolling at
+        // once, before draining, so a successor never rolls alongside it.
+        let (tx, rx) = watch::channel(true);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            let _ = tx.send(false);
+        });
+        (rx, None)
+    };
+
+    // Decide nothing on partial data: every watch must have listed once.
+    let all_synced = async {
+        let _ = configs_synced.wait_for(|s| *s).await;
+        for kind in ConfigKind::ALL {
+            store.mark_synced(kind);
+        }
+        let _ = workloads_synced.wait_for(|s| *s).await;
+        let _ = ns_synced.wait_for(|s| *s).await;
+    };
+    // A shutdown while waiting (e.g. the watches cannot list: missing RBAC) exits at once.
+    tokio::select! {
+        () = all_synced => {}
+        () = shutdown.clone() => {
+            tracing::warn!("shut down before every watch had synced");
+            return Ok(());
+        }
+    }
+    readiness.watches_synced.store(true, Ordering::Release);
+    tracing::info!(workloads = index.len(), "every watch has synced");
+    let reloader = Reloader::new(
+        client.clone(),
+        stamper,
+        store.clone(),
+        index.clone(),
+        namespaces.clone(),
+        metrics.clone(),
+        ReloadSettings {
+            coalesce_window: args.coalesce_window,
+            min_roll_interval: args.min_roll_interval,
+            reload_on_create: args.reload_on_create,
+            reload_on_delete: args.reload_on_delete,
+            ignored_workload_types: ignored_workloads,
+        },
+        identity,
+    );
+    tokio::spawn(reloader.run(changes_rx, leader));
+
+    if let Some(ca) = &local_ca {
+        let (m, v) = webhooks::local(
+            &format!("https://{bound}"),
+            ca,
+            &args.webhook_config_name,
+            namespaces.only(),
+        );
+        webhooks::apply(client.clone(), &m, &v)
+            .await
+            .context("cannot register the webhook configurations")?;
+        tracing::info!(url = %format!("https://{bound}"), name = args.webhook_config_name, "local mode: webhook configurations point here");
+    }
+    server::serve_tls(
+        listener,
+        tls::server_config(resolver),
+        router,
+        limits,
+        shutdown,
+    )
+    .await;
+    if local_ca.is_some() {
+        webhooks::delete(client, &args.webhook_config_name).await;
+    }
+    // The lease is released on shutdown; let that finish so a successor need not wait it out.
+    if let Some(task) = lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

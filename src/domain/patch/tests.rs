@@ -1,0 +1,96 @@
+use super::*;
+use proptest::prelude::*;
+
+fn apply(doc: &Value, base: &str, stamp: &str) -> Value {
+    let mut out = doc.clone();
+    let patch: json_patch::Patch =
+        serde_json::from_value(stamp_patch(base, shape_of(doc, base), stamp)).unwrap();
+    json_patch::patch(&mut out, &patch).unwrap();
+    out
+}
+
+#[test]
+fn pointer_segments_are_escaped() {
+    assert_eq!(
+        escape_pointer("kreload.dev/config-hash"),
+        "kreload.dev~1config-hash"
+    );
+    assert_eq!(escape_pointer("a~b/c"), "a~0b~1c");
+}
+
+#[test]
+fn creates_metadata_and_annotations_when_absent() {
+    let doc = json!({"spec": {"template": {"spec": {}}}});
+    let out = apply(&doc, "/spec/template", "v1.k.x");
+    assert_eq!(
+        out["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH],
+        "v1.k.x"
+    );
+    let doc = json!({"metadata": {"name": "p"}});
+    assert_eq!(
+        apply(&doc, "", "s")["metadata"]["annotations"][CONFIG_HASH],
+        "s"
+    );
+}
+
+#[test]
+fn replaces_an_old_stamp_and_keeps_other_annotations() {
+    let doc = json!({"metadata": {"annotations": {CONFIG_HASH: "old", "a/b": "c"}}});
+    let out = apply(&doc, "", "new");
+    assert_eq!(
+        out,
+        json!({"metadata": {"annotations": {CONFIG_HASH: "new", "a/b": "c"}}})
+    );
+}
+
+#[test]
+fn null_annotations_are_replaced() {
+    let doc = json!({"metadata": {"annotations": null}});
+    assert_eq!(
+        apply(&doc, "", "s"),
+        json!({"metadata": {"annotations": {CONFIG_HASH: "s"}}})
+    );
+}
+
+#[test]
+fn merge_patch_nests_under_the_template_path() {
+    assert_eq!(
+        template_merge_patch(&["spec", "jobTemplate", "spec", "template"], "s"),
+        json!({"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"annotations": {CONFIG_HASH: "s"}}}}}}})
+    );
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(|n| json!(n)),
+        "[a-z/~.]{0,6}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z/~.]{0,6}|metadata|annotations", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    /// The patch yields exactly the stamp and changes nothing else.
+    #[test]
+    fn patch_sets_exactly_the_stamp(mut doc in arb_json(), stamp in "[ -~]{0,20}") {
+        // The base must be an object for the pointer to address it (true of any pod or template).
+        if !doc.is_object() { doc = json!({"x": doc}); }
+        let out = apply(&doc, "", &stamp);
+        prop_assert_eq!(&out["metadata"]["annotations"][CONFIG_HASH], &json!(stamp));
+        // Undo the stamp and compare with the original, modulo containers the patch created.
+        let mut expected = doc.clone();
+        let meta = expected.as_object_mut().unwrap().entry("metadata").or_insert_with(|| json!({}));
+        if !meta.is_object() { *meta = json!({}); }
+        let ann = meta.as_object_mut().unwrap().entry("annotations").or_insert_with(|| json!({}));
+        if !ann.is_object() { *ann = json!({}); }
+        ann.as_object_mut().unwrap().insert(CONFIG_HASH.to_string(), json!(stamp));
+        prop_assert_eq!(out, expected);
+    }
+}

@@ -1,0 +1,578 @@
+use super::*;
+use proptest::prelude::*;
+
+fn ann(pairs: &[(&str, &str)]) -> Annotations {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn workload(pairs: &[(&str, &str)]) -> Parsed<WorkloadPolicy> {
+    parse_workload(&ann(pairs), None)
+}
+
+// --- booleans -------------------------------------------------------------------------
+
+#[test]
+fn go_bool_spellings() {
+    for s in ["1", "t", "T", "TRUE", "true", "True"] {
+        assert_eq!(parse_bool(s), Some(true), "{s}");
+    }
+    for s in ["0", "f", "F", "FALSE", "false", "False"] {
+        assert_eq!(parse_bool(s), Some(false), "{s}");
+    }
+    for s in [
+        "yes", "no", "", " true", "true ", "tRUE", "on", "y", "2", "-1", "fAlse",
+    ] {
+        assert_eq!(parse_bool(s), None, "{s:?}");
+    }
+}
+
+#[test]
+fn every_bool_key_accepts_go_spellings() {
+    for key in [AUTO, CONFIGMAP_AUTO, SECRET_AUTO, SEARCH] {
+        for (s, want) in [("T", true), ("1", true), ("False", false), ("0", false)] {
+            let p = workload(&[(key, s)]);
+            assert!(p.violations.is_empty(), "{key}: {s}");
+            let got = match key {
+                AUTO => p.value.auto.unwrap(),
+                CONFIGMAP_AUTO => p.value.configmap_auto,
+                SECRET_AUTO => p.value.secret_auto,
+                _ => p.value.search,
+            };
+            assert_eq!(got, want, "{key}: {s}");
+        }
+    }
+    for key in [MATCH, IGNORE] {
+        let p = parse_config(&ann(&[(key, "TRUE")]));
+        assert!(p.violations.is_empty());
+        assert!(p.value.matched || p.value.ignore);
+    }
+}
+
+#[test]
+fn bad_bool_is_a_violation_and_falls_back() {
+    for key in [AUTO, CONFIGMAP_AUTO, SECRET_AUTO, SEARCH] {
+        let p = workload(&[(key, "yes")]);
+        assert_eq!(
+            p.violations,
+            vec![Violation::NotABoolean {
+                key: key.into(),
+                value: "yes".into()
+            }]
+        );
+        let v = &p.value;
+        assert_eq!(v.auto, None);
+        assert!(!v.configmap_auto && !v.secret_auto && !v.search);
+    }
+    let p = parse_config(&ann(&[(MATCH, " true"), (IGNORE, "")]));
+    assert_eq!(p.value, ConfigPolicy::default());
+    assert_eq!(p.violations.len(), 2);
+}
+
+// --- durations ------------------------------------------------------------------------
+
+#[test]
+fn go_durations() {
+    let ok = [
+        ("0", 0),
+        ("+0", 0),
+        ("-0", 0),
+        ("0s", 0),
+        ("5m", 300_000_000_000),
+        ("30s", 30_000_000_000),
+        ("1h", 3_600_000_000_000),
+        ("1h30m", 5_400_000_000_000),
+        ("1.5h", 5_400_000_000_000),
+        ("300ms", 300_000_000),
+        ("10us", 10_000),
+        ("10µs", 10_000),
+        ("10μs", 10_000),
+        ("7ns", 7),
+        (".5s", 500_000_000),
+        ("1.s", 1_000_000_000),
+        ("+2s", 2_000_000_000),
+        ("1h1m1s1ms1us1ns", 3_661_001_001_001),
+        ("2562047h47m16.854775807s", i64::MAX as u64),
+    ];
+    for (s, nanos) in ok {
+        assert_eq!(
+            parse_go_duration(s),
+            Some(Duration::from_nanos(nanos)),
+            "{s}"
+        );
+    }
+    let bad = [
+        "",
+        "5",
+        "m",
+        ".",
+        ".s",
+        "-5m",
+        "-1ns",
+        "5 m",
+        " 5m",
+        "5m ",
+        "5M",
+        "1d",
+        "1.2.3s",
+        "++1s",
+        "1e3s",
+        "2562047h47m16.854775808s",
+        "9223372036854775808ns",
+        "99999999999999999999s",
+        "1hh",
+    ];
+    for s in bad {
+        assert_eq!(parse_go_duration(s), None, "{s:?}");
+    }
+}
+
+// --- name matcher ---------------------------------------------------------------------
+
+#[test]
+fn matcher_trims_and_skips_empty_entries() {
+    let m = NameMatcher::parse(" app , ,db-config,, ").unwrap();
+    assert_eq!(m.entries(), ["app", "db-config"]);
+    assert!(m.matches("app") && m.matches("db-config"));
+    assert!(!m.matches(" app"));
+    assert!(NameMatcher::parse(" , ").unwrap().is_empty());
+    assert!(NameMatcher::parse("").unwrap().is_empty());
+}
+
+#[test]
+fn matcher_matches_whole_names() {
+    let m = NameMatcher::parse("app").unwrap();
+    assert!(m.matches("app"));
+    for name in ["app-2", "my-app", "ap", ""] {
+        assert!(!m.matches(name), "{name}");
+    }
+    let m = NameMatcher::parse("app-.*").unwrap();
+    assert!(m.matches("app-2") && m.matches("app-"));
+    assert!(!m.matches("app") && !m.matches("my-app-2"));
+    // Alternation stays inside the anchors.
+    let m = NameMatcher::parse("a|b").unwrap();
+    assert!(m.matches("a") && m.matches("b"));
+    assert!(!m.matches("ab") && !m.matches("xa") && !m.matches("bx"));
+}
+
+#[test]
+fn matcher_mixes_names_and_regexes() {
+    let m = NameMatcher::parse("db, cache-[0-9]+, web.config").unwrap();
+    assert!(m.matches("db") && m.matches("cache-12") && m.matches("web.config"));
+    assert!(!m.matches("cache-") && !m.matches("cache-1a") && !m.matches("dbx"));
+    assert_eq!(m.literal_names().collect::<Vec<_>>(), ["db"]);
+}
+
+#[test]
+fn matcher_rejects_bad_regexes() {
+    for list in ["ok, foo(", "[a-", "a)|(b", "*", "x{2,1}", "a\\"] {
+        let (entry, reason) = NameMatcher::parse(list).unwrap_err();
+        assert!(list.contains(&entry), "{list}: {entry}");
+        assert!(!reason.is_empty() && !reason.contains('\n'), "{reason}");
+    }
+    let (entry, _) = NameMatcher::parse("ok, foo(, bar[").unwrap_err();
+    assert_eq!(entry, "foo(");
+}
+
+#[test]
+fn literal_names_are_plain_object_names() {
+    let m = NameMatcher::parse("db,Upper,under_score,-lead,trail-,app-.*,a.b,ok-1").unwrap();
+    assert_eq!(m.literal_names().collect::<Vec<_>>(), ["db", "ok-1"]);
+    // Not names, yet valid (literal) regexes: admitted, matched by equality.
+    assert!(m.matches("Upper") && m.matches("under_score"));
+    let long = "a".repeat(254);
+    assert_eq!(
+        NameMatcher::parse(&long).unwrap().literal_names().count(),
+        0
+    );
+}
+
+// --- workload parsing -----------------------------------------------------------------
+
+#[test]
+fn reads_every_workload_field() {
+    let p = workload(&[
+        (AUTO, "false"),
+        (CONFIGMAP_AUTO, "true"),
+        (SECRET_AUTO, "true"),
+        (SEARCH, "true"),
+        (CONFIGMAP_RELOAD, "cm-a"),
+        (SECRET_RELOAD, "s-.*"),
+        (CONFIGMAPS_EXCLUDE, " x , y ,"),
+        (SECRETS_EXCLUDE, "z"),
+        (PAUSE_PERIOD, "5m"),
+        (ROLLOUT_STRATEGY, "restart"),
+    ]);
+    assert!(p.violations.is_empty() && p.warnings.is_empty());
+    let v = p.value;
+    assert_eq!(v.auto, Some(false));
+    assert!(v.configmap_auto && v.secret_auto && v.search);
+    assert!(v.configmap_reload.matches("cm-a") && v.secret_reload.matches("s-1"));
+    assert_eq!(
+        v.configmaps_exclude,
+        BTreeSet::from(["x".into(), "y".into()])
+    );
+    assert!(v.excludes(ConfigKind::Secret, "z") && !v.excludes(ConfigKind::ConfigMap, "z"));
+    assert_eq!(v.pause_period, Some(Duration::from_secs(300)));
+    assert_eq!(v.rollout_strategy, RolloutStrategy::Restart);
+    assert_eq!(v.source, PolicySource::Workload);
+}
+
+#[test]
+fn defaults_when_nothing_is_set() {
+    let p = parse_workload(&ann(&[("unrelated", "x")]), Some(&ann(&[])));
+    assert!(p.violations.is_empty() && p.warnings.is_empty());
+    let v = p.value;
+    assert_eq!(v.source, PolicySource::None);
+    assert_eq!(v.auto, None);
+    assert!(!v.opted_in(false) && v.opted_in(true));
+    assert_eq!(v.rollout_strategy, RolloutStrategy::Rollout);
+    assert_eq!(v.pause_period, None);
+}
+
+#[test]
+fn template_is_read_when_workload_has_no_reload_key() {
+    let w = ann(&[(PAUSE_PERIOD, "1h")]);
+    let t = ann(&[(AUTO, "true"), (PAUSE_PERIOD, "5m"), (SECRETS_EXCLUDE, "s")]);
+    let p = parse_workload(&w, Some(&t));
+    assert!(p.warnings.is_empty());
+    assert_eq!(p.value.source, PolicySource::Template);
+    assert_eq!(p.value.auto, Some(true));
+    // The other keys come from the same place as the reload keys.
+    assert_eq!(p.value.pause_period, Some(Duration::from_secs(300)));
+    assert!(p.value.excludes(ConfigKind::Secret, "s"));
+}
+
+#[test]
+fn without_reload_keys_other_keys_come_from_workload_then_template() {
+    let w = ann(&[(PAUSE_PERIOD, "1h")]);
+    let t = ann(&[(PAUSE_PERIOD, "5m"), (ROLLOUT_STRATEGY, "restart")]);
+    let p = parse_workload(&w, Some(&t));
+    assert_eq!(p.value.source, PolicySource::None);
+    assert_eq!(p.value.pause_period, Some(Duration::from_secs(3600)));
+    assert_eq!(p.value.rollout_strategy, RolloutStrategy::Restart);
+}
+
+#[test]
+fn both_places_warns_and_ignores_template() {
+    let w = ann(&[(SECRET_RELOAD, "s")]);
+    let t = ann(&[(AUTO, "nonsense"), (PAUSE_PERIOD, "bad")]);
+    let p = parse_workload(&w, Some(&t));
+    assert_eq!(p.value.source, PolicySource::Workload);
+    assert_eq!(p.warnings, vec![Warning::TemplateAnnotationsIgnored]);
+    // Only what is read is validated.
+    assert!(p.violations.is_empty());
+    assert_eq!(p.value.auto, None);
+    assert_eq!(p.value.pause_period, None);
+    // A template carrying only non-reload workload keys is ignored too.
+    let t = ann(&[(ROLLOUT_STRATEGY, "restart")]);
+    let p = parse_workload(&w, Some(&t));
+    assert_eq!(p.warnings, vec![Warning::TemplateAnnotationsIgnored]);
+    assert_eq!(p.value.rollout_strategy, RolloutStrategy::Rollout);
+}
+
+#[test]
+fn match_on_workload_warns() {
+    let p = workload(&[(MATCH, "true"), (AUTO, "true")]);
+    assert_eq!(p.warnings, vec![Warning::MatchOnWorkload]);
+    assert!(p.violations.is_empty());
+    let p = parse_workload(&ann(&[]), Some(&ann(&[(MATCH, "true")])));
+    assert_eq!(p.warnings, vec![Warning::MatchOnWorkload]);
+}
+
+#[test]
+fn auto_with_search_is_denied_only_when_both_true() {
+    let p = workload(&[(AUTO, "True"), (SEARCH, "1")]);
+    assert_eq!(p.violations, vec![Violation::AutoWithSearch]);
+    assert!(
+        workload(&[(AUTO, "false"), (SEARCH, "true")])
+            .violations
+            .is_empty()
+    );
+    assert!(
+        workload(&[(AUTO, "true"), (SEARCH, "false")])
+            .violations
+            .is_empty()
+    );
+}
+
+#[test]
+fn bad_values_are_violations_with_defaults() {
+    let p = workload(&[
+        (CONFIGMAP_RELOAD, "good, bad("),
+        (SECRET_RELOAD, "[x"),
+        (PAUSE_PERIOD, "5 minutes"),
+        (ROLLOUT_STRATEGY, "Restart"),
+    ]);
+    assert_eq!(p.violations.len(), 4, "{:?}", p.violations);
+    assert!(matches!(&p.violations[0],
+        Violation::BadReloadEntry { key, entry, .. } if key == CONFIGMAP_RELOAD && entry == "bad("));
+    assert!(matches!(&p.violations[1],
+        Violation::BadReloadEntry { key, entry, .. } if key == SECRET_RELOAD && entry == "[x"));
+    assert_eq!(
+        p.violations[2],
+        Violation::BadPausePeriod {
+            key: PAUSE_PERIOD.into(),
+            value: "5 minutes".into()
+        }
+    );
+    assert_eq!(
+        p.violations[3],
+        Violation::BadRolloutStrategy {
+            key: ROLLOUT_STRATEGY.into(),
+            value: "Restart".into()
+        }
+    );
+    let v = p.value;
+    assert!(v.configmap_reload.is_empty() && v.secret_reload.is_empty());
+    assert_eq!(v.pause_period, None);
+    assert_eq!(v.rollout_strategy, RolloutStrategy::Rollout);
+    // Still the workload's: the reload keys are present.
+    assert_eq!(v.source, PolicySource::Workload);
+}
+
+#[test]
+fn rollout_strategy_values() {
+    assert_eq!(
+        workload(&[(ROLLOUT_STRATEGY, "rollout")])
+            .value
+            .rollout_strategy,
+        RolloutStrategy::Rollout
+    );
+    for bad in ["", "RESTART", " restart", "recreate"] {
+        assert_eq!(workload(&[(ROLLOUT_STRATEGY, bad)]).violations.len(), 1);
+    }
+}
+
+#[test]
+fn policy_accessors() {
+    let v = workload(&[(CONFIGMAP_RELOAD, "c"), (SECRET_AUTO, "true")]).value;
+    assert!(v.reload_list(ConfigKind::ConfigMap).matches("c"));
+    assert!(!v.reload_list(ConfigKind::Secret).matches("c"));
+    assert!(v.typed_auto(ConfigKind::Secret) && !v.typed_auto(ConfigKind::ConfigMap));
+    assert_eq!(reload_key(ConfigKind::ConfigMap), CONFIGMAP_RELOAD);
+    assert_eq!(reload_key(ConfigKind::Secret), SECRET_RELOAD);
+}
+
+#[test]
+fn opted_in_cases() {
+    let opted = |pairs: &[(&str, &str)], all| workload(pairs).value.opted_in(all);
+    assert!(opted(&[(AUTO, "true")], false));
+    assert!(!opted(&[(AUTO, "false")], true));
+    assert!(opted(&[(CONFIGMAP_AUTO, "true")], false));
+    assert!(opted(&[(SECRET_AUTO, "true")], false));
+    assert!(opted(&[(SEARCH, "true")], false));
+    assert!(opted(&[(CONFIGMAP_RELOAD, "a")], false));
+    assert!(opted(&[(SECRET_RELOAD, "a")], false));
+    assert!(opted(&[(AUTO, "false"), (SECRET_RELOAD, "a")], true));
+    assert!(!opted(&[(CONFIGMAP_RELOAD, " , ")], false));
+    assert!(!opted(&[(CONFIGMAPS_EXCLUDE, "a")], false));
+}
+
+#[test]
+fn config_policy() {
+    let p = parse_config(&ann(&[(MATCH, "true"), (IGNORE, "false")]));
+    assert!(p.violations.is_empty() && p.warnings.is_empty());
+    assert_eq!(
+        p.value,
+        ConfigPolicy {
+            matched: true,
+            ignore: false
+        }
+    );
+    let p = parse_config(&ann(&[(IGNORE, "yes")]));
+    assert_eq!(
+        p.violations,
+        vec![Violation::NotABoolean {
+            key: IGNORE.into(),
+            value: "yes".into()
+        }]
+    );
+    assert!(!p.value.ignore);
+}
+
+#[test]
+fn detects_reloader_annotations() {
+    assert!(has_reloader_annotations(&ann(&[(MATCH, "true")])));
+    assert!(has_reloader_annotations(&ann(&[(CONFIGMAPS_EXCLUDE, "x")])));
+    assert!(has_reloader_annotations(&ann(&[(PAUSE_PERIOD, "x")])));
+    assert!(!has_reloader_annotations(&ann(&[(
+        "kreload.dev/config-hash",
+        "v1"
+    )])));
+    assert!(!has_reloader_annotations(&ann(&[])));
+}
+
+// --- messages -------------------------------------------------------------------------
+
+#[test]
+fn violation_messages_name_key_value_and_fix() {
+    let msg = Violation::AutoWithSearch.to_string();
+    assert!(msg.contains(AUTO) && msg.contains(SEARCH) && msg.contains(MATCH));
+    assert!(msg.contains("remove one"));
+
+    let cases = [
+        (
+            Violation::NotABoolean {
+                key: AUTO.into(),
+                value: "yes".into(),
+            },
+            "\"yes\"",
+            "T/F",
+        ),
+        (
+            Violation::BadReloadEntry {
+                key: SECRET_RELOAD.into(),
+                entry: "foo(".into(),
+                reason: "unclosed group".into(),
+            },
+            "\"foo(\"",
+            "unclosed group",
+        ),
+        (
+            Violation::BadPausePeriod {
+                key: PAUSE_PERIOD.into(),
+                value: "5 minutes".into(),
+            },
+            "\"5 minutes\"",
+            "\"5m\"",
+        ),
+        (
+            Violation::BadRolloutStrategy {
+                key: ROLLOUT_STRATEGY.into(),
+                value: "Restart".into(),
+            },
+            "\"Restart\"",
+            "\"restart\"",
+        ),
+    ];
+    for (v, value, fix) in cases {
+        let msg = v.to_string();
+        let key = match &v {
+            Violation::NotABoolean { key, .. }
+            | Violation::BadReloadEntry { key, .. }
+            | Violation::BadPausePeriod { key, .. }
+            | Violation::BadRolloutStrategy { key, .. } => key,
+            Violation::AutoWithSearch => unreachable!(),
+        };
+        assert!(msg.contains(key.as_str()), "{msg}");
+        assert!(msg.contains(value), "{msg}");
+        assert!(msg.contains(fix), "{msg}");
+    }
+    // An empty or padded value is visible in the message.
+    let msg = workload(&[(SEARCH, " true")]).violations[0].to_string();
+    assert!(msg.contains("\" true\""), "{msg}");
+}
+
+#[test]
+fn bad_entry_message_from_parsing() {
+    let p = workload(&[(CONFIGMAP_RELOAD, "app-(")]);
+    let msg = p.violations[0].to_string();
+    assert!(
+        msg.contains(CONFIGMAP_RELOAD) && msg.contains("\"app-(\""),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n') && !msg.contains("^(?:"), "{msg}");
+}
+
+#[test]
+fn warning_messages() {
+    let msg = Warning::MatchOnWorkload.to_string();
+    assert!(msg.contains(MATCH) && msg.contains("ConfigMap or Secret"));
+    assert!(
+        Warning::TemplateAnnotationsIgnored
+            .to_string()
+            .contains("ignored")
+    );
+    let msg = Warning::NoSuchConfig {
+        key: CONFIGMAP_RELOAD.into(),
+        kind: ConfigKind::ConfigMap,
+        name: "app-cfg".into(),
+    }
+    .to_string();
+    assert!(
+        msg.contains(CONFIGMAP_RELOAD) && msg.contains("ConfigMap") && msg.contains("\"app-cfg\"")
+    );
+}
+
+// --- properties -----------------------------------------------------------------------
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(
+            RELOAD_KEYS
+                .iter()
+                .chain(&OTHER_WORKLOAD_KEYS)
+                .chain(&[MATCH, IGNORE])
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+        ),
+        any::<String>(),
+    ]
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-z0-9.*+?()\\[\\]{}|^$\\\\, -]{0,24}",
+        "[-+]?[0-9.]{0,6}(ns|us|µs|ms|s|m|h|d)?[0-9.]{0,4}[smh]?",
+        prop::sample::select(vec!["true".to_string(), "false".into(), "yes".into()]),
+    ]
+}
+
+fn annotations() -> impl Strategy<Value = Annotations> {
+    prop::collection::btree_map(key(), value(), 0..8)
+}
+
+proptest! {
+    #[test]
+    fn parse_workload_never_panics(w in annotations(), t in prop::option::of(annotations())) {
+        let p = parse_workload(&w, t.as_ref());
+        // A bad value never leaves a half-set field behind.
+        if p.violations.is_empty() && p.value.auto == Some(true) {
+            prop_assert!(!p.value.search);
+        }
+        for v in &p.violations {
+            prop_assert!(!v.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn parse_config_never_panics(a in annotations()) {
+        let p = parse_config(&a);
+        prop_assert!(p.violations.len() <= 2);
+    }
+
+    #[test]
+    fn name_matcher_never_panics(list in value(), name in value()) {
+        if let Ok(m) = NameMatcher::parse(&list) {
+            let _ = m.matches(&name);
+            prop_assert!(m.literal_names().all(|n| m.matches(n)));
+        }
+    }
+
+    #[test]
+    fn parse_go_duration_never_panics(s in value()) {
+        let _ = parse_go_duration(&s);
+    }
+
+    #[test]
+    fn durations_add_up(h in 0u64..10_000, m in 0u64..100, s in 0u64..100, ms in 0u64..1000) {
+        let text = format!("{h}h{m}m{s}s{ms}ms");
+        let want = Duration::from_secs(h * 3600 + m * 60 + s) + Duration::from_millis(ms);
+        prop_assert_eq!(parse_go_duration(&text), Some(want));
+    }
+
+    #[test]
+    fn literal_entries_match_only_themselves(
+        a in "[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?",
+        b in "[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?",
+    ) {
+        let m = NameMatcher::parse(&format!(" {a} ,")).unwrap();
+        prop_assert!(m.matches(&a));
+        prop_assert_eq!(m.matches(&b), a == b);
+        prop_assert_eq!(m.literal_names().collect::<Vec<_>>(), vec![a.as_str()]);
+    }
+}

@@ -1,0 +1,391 @@
+//! Workload kinds, where each keeps its pod template, and lean views of the objects that
+//! deserialize only what the rules need (annotations, owner, references, current stamp).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::domain::annotations::CONFIG_HASH;
+use crate::domain::patch::MetadataShape;
+use crate::domain::policy::{Annotations, PolicySource, RolloutStrategy, WorkloadPolicy};
+use crate::domain::refs::{PodSpecRefs, null_default};
+
+/// The kinds whose pod templates kreload stamps and rolls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    CronJob,
+    Job,
+    Rollout,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 6] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::CronJob,
+        WorkloadKind::Job,
+        WorkloadKind::Rollout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::CronJob => "CronJob",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::Rollout => "Rollout",
+        }
+    }
+
+    /// The kind named by an admission request's `kind.kind` (group checked by the caller).
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// API group of the kind.
+    /// The kind an API group and kind name denote, if kreload rolls it.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
+        Self::from_kind(kind).filter(|k| k.group() == group)
+    }
+
+    pub fn group(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => {
+                "apps"
+            }
+            WorkloadKind::CronJob | WorkloadKind::Job => "batch",
+            WorkloadKind::Rollout => "argoproj.io",
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            WorkloadKind::Rollout => "v1alpha1",
+            _ => "v1",
+        }
+    }
+
+    /// Resource name, as in RBAC rules and `--ignored-workload-types`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployments",
+            WorkloadKind::StatefulSet => "statefulsets",
+            WorkloadKind::DaemonSet => "daemonsets",
+            WorkloadKind::CronJob => "cronjobs",
+            WorkloadKind::Job => "jobs",
+            WorkloadKind::Rollout => "rollouts",
+        }
+    }
+
+    pub fn template_path(self) -> &'static [&'static str] {
+        match self {
+            WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template"],
+            _ => &["spec", "template"],
+        }
+    }
+
+    /// The same path as a JSON pointer.
+    pub fn template_pointer(self) -> &'static str {
+        match self {
+            WorkloadKind::CronJob => "/spec/jobTemplate/spec/template",
+            _ => "/spec/template",
+        }
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A workload, by kind, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkloadId {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for WorkloadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Whether kreload rolls (and so stamps) a workload of `kind` with `policy`. Jobs are rolled only
+/// when opted in explicitly on the Job itself, never through `--auto-reload-all`, and never when
+/// a controller (a CronJob) owns them: the CronJob's template is what changes.
+pub fn rolls(
+    kind: WorkloadKind,
+    policy: &WorkloadPolicy,
+    controlled: bool,
+    auto_reload_all: bool,
+) -> bool {
+    if kind == WorkloadKind::Job {
+        !controlled && policy.source == PolicySource::Workload && policy.opted_in(false)
+    } else {
+        policy.opted_in(auto_reload_all)
+    }
+}
+
+/// Where a workload carries its stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StampLocation {
+    /// On the pod template: changing it rolls the workload.
+    Template,
+    /// On the object itself, for Argo Rollouts rolled by `spec.restartAt`, whose template must
+    /// not change.
+    Object,
+}
+
+impl StampLocation {
+    pub fn of(kind: WorkloadKind, policy: &WorkloadPolicy) -> Self {
+        if kind == WorkloadKind::Rollout && policy.rollout_strategy == RolloutStrategy::Restart {
+            StampLocation::Object
+        } else {
+            StampLocation::Template
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OwnerReference {
+    #[serde(deserialize_with = "null_default")]
+    pub api_version: String,
+    #[serde(deserialize_with = "null_default")]
+    pub kind: String,
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub controller: Option<bool>,
+}
+
+/// The parts of `metadata` the rules read.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LeanMeta {
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub generate_name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub namespace: String,
+    /// `None` when the field is absent or null (decides the patch's shape).
+    pub annotations: Option<Annotations>,
+    #[serde(deserialize_with = "null_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(deserialize_with = "null_default")]
+    pub owner_references: Vec<OwnerReference>,
+}
+
+impl LeanMeta {
+    pub fn annotations(&self) -> &Annotations {
+        static EMPTY: Annotations = Annotations::new();
+        self.annotations.as_ref().unwrap_or(&EMPTY)
+    }
+
+    pub fn stamp(&self) -> Option<&str> {
+        self.annotations().get(CONFIG_HASH).map(String::as_str)
+    }
+
+    pub fn controller(&self) -> Option<&OwnerReference> {
+        self.owner_references
+            .iter()
+            .find(|o| o.controller == Some(true))
+    }
+}
+
+/// A pod template: its metadata (if any) and the references of its spec.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LeanTemplate {
+    #[serde(deserialize_with = "object_or_null")]
+    pub metadata: Option<LeanMeta>,
+    #[serde(deserialize_with = "null_default")]
+    pub spec: PodSpecRefs,
+}
+
+impl LeanTemplate {
+    pub fn shape(&self) -> MetadataShape {
+        match &self.metadata {
+            None => MetadataShape::NoMetadata,
+            Some(m) if m.annotations.is_none() => MetadataShape::NoAnnotations,
+            Some(_) => MetadataShape::Annotations,
+        }
+    }
+
+    pub fn annotations(&self) -> Option<&Annotations> {
+        self.metadata.as_ref().and_then(|m| m.annotations.as_ref())
+    }
+
+    pub fn stamp(&self) -> Option<&str> {
+        self.annotations()
+            .and_then(|a| a.get(CONFIG_HASH))
+            .map(String::as_str)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct LeanJobTemplate {
+    #[serde(deserialize_with = "object_or_null")]
+    spec: Option<LeanJobSpec>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct LeanJobSpec {
+    #[serde(deserialize_with = "object_or_null")]
+    template: Option<LeanTemplate>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct LeanWorkloadSpec {
+    #[serde(deserialize_with = "object_or_null")]
+    template: Option<LeanTemplate>,
+    #[serde(deserialize_with = "object_or_null")]
+    job_template: Option<LeanJobTemplate>,
+}
+
+/// Any workload kind, read leanly: the template is found where the kind keeps it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LeanWorkload {
+    #[serde(deserialize_with = "object_or_default")]
+    pub metadata: LeanMeta,
+    #[serde(deserialize_with = "object_or_null")]
+    spec: Option<LeanWorkloadSpec>,
+}
+
+static NO_TEMPLATE: LeanTemplate = LeanTemplate {
+    metadata: None,
+    spec: PodSpecRefs {
+        containers: Vec::new(),
+        init_containers: Vec::new(),
+        volumes: Vec::new(),
+    },
+};
+
+impl LeanWorkload {
+    /// The pod template (an empty one when the object has none).
+    pub fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
+        self.template_opt(kind).unwrap_or(&NO_TEMPLATE)
+    }
+
+    /// The pod template, if the object has one where its kind keeps it.
+    pub fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate> {
+        self.spec.as_ref()?.template_opt(kind)
+    }
+}
+
+impl LeanWorkloadSpec {
+    pub(crate) fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate> {
+        match kind {
+            WorkloadKind::CronJob => self.job_template.as_ref()?.spec.as_ref()?.template.as_ref(),
+            _ => self.template.as_ref(),
+        }
+    }
+
+    pub(crate) fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
+        self.template_opt(kind).unwrap_or(&NO_TEMPLATE)
+    }
+}
+
+/// Accepts only a JSON object (or null / absent, as `None`): serde would otherwise read an array
+/// into a struct field by field, and a patch made for an object would not apply to it.
+pub(crate) fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
+}
+
+/// As [`object_or_null`], with null read as the default.
+pub(crate) fn object_or_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(object_or_null(d)?.unwrap_or_default())
+}
+
+/// A pod, read leanly.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LeanPod {
+    #[serde(deserialize_with = "object_or_null")]
+    metadata: Option<LeanMeta>,
+    #[serde(deserialize_with = "null_default")]
+    pub spec: PodSpecRefs,
+}
+
+static NO_META: LeanMeta = LeanMeta {
+    name: String::new(),
+    generate_name: String::new(),
+    namespace: String::new(),
+    annotations: None,
+    labels: BTreeMap::new(),
+    owner_references: Vec::new(),
+};
+
+impl LeanPod {
+    pub fn metadata(&self) -> &LeanMeta {
+        self.metadata.as_ref().unwrap_or(&NO_META)
+    }
+
+    pub fn shape(&self) -> MetadataShape {
+        match &self.metadata {
+            None => MetadataShape::NoMetadata,
+            Some(m) if m.annotations.is_none() => MetadataShape::NoAnnotations,
+            Some(_) => MetadataShape::Annotations,
+        }
+    }
+
+    /// The workload that owns this pod, as (kind, name), derived from the controller reference
+    /// without an API call: a Deployment's ReplicaSet is named `<deployment>-<pod-template-hash>`
+    /// and the pod carries that hash as a label; a CronJob's Job is `<cronjob>-<schedule time>`.
+    pub fn owner_workload(&self) -> Option<(WorkloadKind, String)> {
+        let meta = self.metadata();
+        let owner = meta.controller()?;
+        match owner.kind.as_str() {
+            "ReplicaSet" => {
+                let hash = meta.labels.get("pod-template-hash")?;
+                let name = owner.name.strip_suffix(hash.as_str())?.strip_suffix('-')?;
+                Some((WorkloadKind::Deployment, name.to_owned()))
+            }
+            "StatefulSet" => Some((WorkloadKind::StatefulSet, owner.name.clone())),
+            "DaemonSet" => Some((WorkloadKind::DaemonSet, owner.name.clone())),
+            "Job" => Some((WorkloadKind::Job, owner.name.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+use super::*;
+use crate::domain::config::ConfigKind;
+use crate::domain::workload::WorkloadKind;
+use proptest::prelude::*;
+
+fn w(name: &str) -> WorkloadId {
+    WorkloadId {
+        kind: WorkloadKind::Deployment,
+        namespace: "ns".into(),
+        name: name.into(),
+    }
+}
+
+fn reason(config: &str, key: &str) -> Reasons {
+    Reasons::from([(
+        ConfigId::new(ConfigKind::ConfigMap, config),
+        BTreeSet::from([key.to_owned()]),
+    )])
+}
+
+const S: Duration = Duration::from_secs(1);
+
+#[test]
+fn changes_within_the_window_are_one_roll() {
+    let t0 = Instant::now();
+    let mut q = ReloadQueue::new(S, 10 * S);
+    assert_eq!(q.push(w("a"), reason("cm", "x"), t0), Pushed::Scheduled);
+    assert_eq!(
+        q.push(w("a"), reason("secret", "y"), t0 + S / 5),
+        Pushed::Merged
+    );
+    assert!(q.pop_due(t0 + S / 2).is_empty());
+    let rolls = q.pop_due(t0 + S);
+    assert_eq!(rolls.len(), 1);
+    assert_eq!(rolls[0].1.reasons.len(), 2);
+    assert_eq!(rolls[0].1.merged, 1);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn a_zero_window_rolls_at_once() {
+    let t0 = Instant::now();
+    let mut q = ReloadQueue::new(Duration::ZERO, Duration::ZERO);
+    q.push(w("a"), reason("cm", "x"), t0);
+    assert_eq!(q.pop_due(t0).len(), 1);
+}
+
+#[test]
+fn the_storm_guard_defers_but_never_drops() {
+    let t0 = Instant::now();
+    let mut q = ReloadQueue::new(S, 10 * S);
+    q.push(w("a"), reason("cm", "1"), t0);
+    let first = q.pop_due(t0 + S);
+    q.rolled(&first[0].0, t0 + S);
+    assert_eq!(
+        q.push(w("a"), reason("cm", "2"), t0 + 2 * S),
+        Pushed::Deferred
+    );
+    for i in 3..20 {
+        assert_eq!(
+            q.push(
+                w("a"),
+                reason("cm", &i.to_string()),
+                t0 + 2 * S + i * S / 10
+            ),
+            Pushed::Merged
+        );
+    }
+    assert!(q.pop_due(t0 + 10 * S).is_empty(), "not before the interval");
+    let second = q.pop_due(t0 + 11 * S);
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        second[0].1.reasons.values().next().unwrap().len(),
+        18,
+        "every deferred change is carried"
+    );
+    // Another workload is not held back by the first one's interval.
+    assert_eq!(
+        q.push(w("b"), reason("cm", "x"), t0 + 2 * S),
+        Pushed::Scheduled
+    );
+}
+
+#[test]
+fn failed_rolls_are_retried_with_their_reasons() {
+    let t0 = Instant::now();
+    let mut q = ReloadQueue::new(S, S);
+    q.push(w("a"), reason("cm", "x"), t0);
+    let (id, p) = q.pop_due(t0 + S).pop().unwrap();
+    q.retry(id, p, t0 + S, S);
+    assert_eq!(q.next_due(), Some(t0 + 2 * S));
+    assert_eq!(q.pop_due(t0 + 2 * S)[0].1.reasons.len(), 1);
+}
+
+proptest! {
+    /// However changes arrive, every workload that got one is rolled, rolls of one workload
+    /// are at least the interval apart, and no change is lost.
+    #[test]
+    fn no_change_is_lost_and_rolls_respect_the_interval(events in proptest::collection::vec((0u8..3, 0u64..5000), 1..60)) {
+        let t0 = Instant::now();
+        let (window, interval) = (Duration::from_millis(300), Duration::from_millis(2000));
+        let mut q = ReloadQueue::new(window, interval);
+        let mut events = events;
+        events.sort_by_key(|(_, at)| *at);
+        let mut pushed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut rolled: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut last: HashMap<String, Instant> = HashMap::new();
+        let mut drain = |q: &mut ReloadQueue, until: Instant, rolled: &mut BTreeMap<String, BTreeSet<String>>| -> Result<(), TestCaseError> {
+            while let Some(due) = q.next_due().filter(|d| *d <= until) {
+                for (id, p) in q.pop_due(due) {
+                    if let Some(prev) = last.get(&id.name) {
+                        prop_assert!(due.duration_since(*prev) >= interval);
+                    }
+                    last.insert(id.name.clone(), due);
+                    q.rolled(&id, due);
+                    for keys in p.reasons.values() {
+                        rolled.entry(id.name.clone()).or_default().extend(keys.iter().cloned());
+                    }
+                }
+            }
+            Ok(())
+        };
+        for (i, (workload, at)) in events.iter().enumerate() {
+            let now = t0 + Duration::from_millis(*at);
+            drain(&mut q, now, &mut rolled)?;
+            let name = workload.to_string();
+            q.push(w(&name), reason("cm", &i.to_string()), now);
+            pushed.entry(name).or_default().insert(i.to_string());
+        }
+        drain(&mut q, t0 + Duration::from_secs(3600), &mut rolled)?;
+        prop_assert!(q.is_empty());
+        prop_assert_eq!(pushed, rolled);
+    }
+}

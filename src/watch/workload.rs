@@ -1,0 +1,242 @@
+//! Watches the workload kinds into the index, keeping only what the decision needs.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde::Deserialize;
+
+use crate::domain::annotations::{CONFIG_HASH, PAUSED_AT};
+use crate::domain::policy;
+use crate::domain::workload::{LeanWorkloadSpec, StampLocation, WorkloadId, WorkloadKind, rolls};
+use crate::metrics::Metrics;
+use crate::state::index::{WorkloadIndex, WorkloadInfo};
+use crate::state::namespaces::NamespaceFilter;
+use crate::watch::sync::{SyncSet, watch_name};
+
+/// Names the workload kind a [`WatchedWorkload`] is read as.
+pub trait WorkloadKindMarker: Clone + std::fmt::Debug + Send + Sync + 'static {
+    const KIND: WorkloadKind;
+}
+
+macro_rules! kind_marker {
+    ($name:ident, $kind:expr) => {
+        #[derive(Clone, Debug)]
+        pub struct $name;
+        impl WorkloadKindMarker for $name {
+            const KIND: WorkloadKind = $kind;
+        }
+    };
+}
+kind_marker!(DeploymentKind, WorkloadKind::Deployment);
+kind_marker!(StatefulSetKind, WorkloadKind::StatefulSet);
+kind_marker!(DaemonSetKind, WorkloadKind::DaemonSet);
+kind_marker!(CronJobKind, WorkloadKind::CronJob);
+kind_marker!(JobKind, WorkloadKind::Job);
+kind_marker!(RolloutKind, WorkloadKind::Rollout);
+
+/// A workload as kreload watches it: metadata and the lean template only.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WatchedWorkload<K: WorkloadKindMarker> {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "crate::domain::refs::null_default")]
+    spec: LeanWorkloadSpec,
+    #[serde(skip)]
+    kind: PhantomData<K>,
+}
+
+impl<K: WorkloadKindMarker> kube::Resource for WatchedWorkload<K> {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(K::KIND.as_str())
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(K::KIND.group())
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(K::KIND.version())
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(K::KIND.plural())
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<K: WorkloadKindMarker> WatchedWorkload<K> {
+    pub fn id(&self) -> WorkloadId {
+        WorkloadId {
+            kind: K::KIND,
+            namespace: self.metadata.namespace.clone().unwrap_or_default(),
+            name: self.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// What the index keeps, or `None` when the workload is not opted in.
+    pub fn info(&self, auto_reload_all: bool) -> Option<WorkloadInfo> {
+        let template = self.spec.template(K::KIND);
+        let empty = policy::Annotations::new();
+        let annotations = self.metadata.annotations.as_ref().unwrap_or(&empty);
+        let policy = policy::parse_workload(annotations, template.annotations()).value;
+        let controlled = self
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true));
+        if !rolls(K::KIND, &policy, controlled, auto_reload_all) {
+            return None;
+        }
+        let stamp = match StampLocation::of(K::KIND, &policy) {
+            StampLocation::Template => template.stamp().map(str::to_owned),
+            StampLocation::Object => annotations.get(CONFIG_HASH).cloned(),
+        };
+        Some(WorkloadInfo {
+            id: self.id(),
+            uid: self.metadata.uid.clone().unwrap_or_default(),
+            api_version: format!("{}/{}", K::KIND.group(), K::KIND.version()),
+            policy: Arc::new(policy),
+            refs: template.spec.references(),
+            stamp,
+            paused_at: annotations.get(PAUSED_AT).cloned(),
+        })
+    }
+}
+
+/// Keeps the index's view of one workload kind current, forever, in one namespace (`scope`) or
+/// in all.
+pub async fn run<K: WorkloadKindMarker>(
+    client: Client,
+    scope: Option<String>,
+    index: Arc<WorkloadIndex>,
+    namespaces: Arc<NamespaceFilter>,
+    auto_reload_all: bool,
+    metrics: Arc<Metrics>,
+    sync: SyncSet,
+) {
+    let api: Api<WatchedWorkload<K>> = match &scope {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let name = watch_name(K::KIND.as_str(), scope.as_deref());
+    let info = |w: &WatchedWorkload<K>| {
+        let ns = w.metadata.namespace.as_deref().unwrap_or_default();
+        if !namespaces.is_watched(ns) {
+            return None;
+        }
+        w.info(auto_reload_all)
+    };
+    let gauge = || metrics.set_index_workloads(index.len());
+    let mut relist = Vec::new();
+    let mut stream = watcher::watcher(api, watcher::Config::default().page_size(200))
+        .default_backoff()
+        .boxed();
+    loop {
+        let event = match stream.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(kind = %K::KIND, %error, "workload watch failed; retrying");
+                continue;
+            }
+        };
+        match event {
+            watcher::Event::Init => relist.clear(),
+            watcher::Event::InitApply(w) => {
+                metrics.watch_event(K::KIND.as_str());
+                relist.extend(info(&w));
+            }
+            watcher::Event::InitDone => {
+                index.replace_kind(K::KIND, scope.as_deref(), std::mem::take(&mut relist));
+                sync.mark(&name);
+                gauge();
+                tracing::info!(watch = name, "workloads listed");
+            }
+            watcher::Event::Apply(w) => {
+                metrics.watch_event(K::KIND.as_str());
+                match info(&w) {
+                    Some(i) => index.upsert(i),
+                    None => {
+                        index.remove(&w.id());
+                    }
+                }
+                gauge();
+            }
+            watcher::Event::Delete(w) => {
+                metrics.watch_event(K::KIND.as_str());
+                index.remove(&w.id());
+                gauge();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_opted_in_workloads_are_kept_with_their_stamp() {
+        let d: WatchedWorkload<DeploymentKind> = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "a", "uid": "u", "annotations": {"reloader.stakater.com/auto": "true"}},
+            "spec": {"template": {"metadata": {"annotations": {CONFIG_HASH: "v1.k.x"}},
+                                  "spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "c"}}]}]}}}
+        }))
+        .unwrap();
+        let info = d.info(false).unwrap();
+        assert_eq!(info.stamp.as_deref(), Some("v1.k.x"));
+        assert_eq!(info.refs.len(), 1);
+        assert_eq!(info.api_version, "apps/v1");
+
+        let plain: WatchedWorkload<DeploymentKind> =
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {}})).unwrap();
+        assert!(plain.info(false).is_none());
+        assert!(plain.info(true).is_some(), "--auto-reload-all opts it in");
+    }
+
+    #[test]
+    fn jobs_roll_only_when_opted_in_on_the_job_itself() {
+        let job = |meta: serde_json::Value| -> WatchedWorkload<JobKind> {
+            serde_json::from_value(json!({"metadata": meta, "spec": {"template": {"spec": {}}}}))
+                .unwrap()
+        };
+        assert!(
+            job(json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"}}))
+                .info(false)
+                .is_some()
+        );
+        assert!(
+            job(json!({"name": "j"})).info(true).is_none(),
+            "--auto-reload-all does not reach Jobs"
+        );
+        let from_cron = json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": "u", "controller": true}]});
+        assert!(
+            job(from_cron).info(false).is_none(),
+            "a CronJob's Job is not rolled"
+        );
+    }
+
+    #[test]
+    fn restart_rollouts_carry_the_stamp_on_the_object() {
+        let r: WatchedWorkload<RolloutKind> = serde_json::from_value(json!({
+            "metadata": {"name": "r", "annotations": {"reloader.stakater.com/auto": "true",
+                "reloader.stakater.com/rollout-strategy": "restart", CONFIG_HASH: "v1.k.obj"}},
+            "spec": {"template": {"metadata": {"annotations": {CONFIG_HASH: "v1.k.tpl"}}}}
+        }))
+        .unwrap();
+        assert_eq!(r.info(false).unwrap().stamp.as_deref(), Some("v1.k.obj"));
+    }
+}
