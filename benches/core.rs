@@ -58,7 +58,7 @@ fn core(c: &mut Criterion) {
     let set = store.with_namespace(fixtures::NAMESPACE, |view| {
         trigger_set(&auto_policy, &refs, view, &filters)
     });
-    let stamp = admission.stamper().key().stamp(&set);
+    let stamp = admission.stamper().key().stamp(fixtures::NAMESPACE, &set);
 
     let mut g = c.benchmark_group("refs");
     g.throughput(Throughput::Bytes(spec_json.len() as u64));
@@ -127,9 +127,16 @@ fn core(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("stamp");
-    g.bench_function("encode", |b| b.iter(|| encode(black_box(&set))));
+    g.bench_function("encode", |b| {
+        b.iter(|| encode(fixtures::NAMESPACE, black_box(&set)))
+    });
     g.bench_function("hmac_stamp", |b| {
-        b.iter(|| admission.stamper().key().stamp(black_box(&set)))
+        b.iter(|| {
+            admission
+                .stamper()
+                .key()
+                .stamp(fixtures::NAMESPACE, black_box(&set))
+        })
     });
     g.finish();
 

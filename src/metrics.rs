@@ -31,17 +31,20 @@ pub enum SkipReason {
     WorkloadType,
     /// The change does not touch what the workload's trigger set holds.
     NotConsumed,
+    /// Only the config's labels or annotations changed (or an `ignore` hid a data change).
+    MetadataOnly,
     /// The workload already carries the current stamp.
     AlreadyCurrent,
 }
 
 impl SkipReason {
-    const ALL: [SkipReason; 6] = [
+    const ALL: [SkipReason; 7] = [
         SkipReason::Namespace,
         SkipReason::Created,
         SkipReason::Deleted,
         SkipReason::WorkloadType,
         SkipReason::NotConsumed,
+        SkipReason::MetadataOnly,
         SkipReason::AlreadyCurrent,
     ];
 
@@ -52,6 +55,7 @@ impl SkipReason {
             SkipReason::Deleted => "deleted",
             SkipReason::WorkloadType => "workload_type",
             SkipReason::NotConsumed => "not_consumed",
+            SkipReason::MetadataOnly => "metadata_only",
             SkipReason::AlreadyCurrent => "already_current",
         }
     }
@@ -108,6 +112,8 @@ pub struct Metrics {
     watch_events: Mutex<BTreeMap<&'static str, u64>>,
     leader: AtomicI64,
     index_workloads: AtomicI64,
+    rolls_failing: AtomicI64,
+    jobs_to_create: AtomicI64,
     /// Whether the gauges have been set (so that they are rendered only once they mean something).
     leader_set: std::sync::atomic::AtomicBool,
     index_set: std::sync::atomic::AtomicBool,
@@ -156,6 +162,18 @@ impl Metrics {
     pub fn set_leader(&self, leading: bool) {
         self.leader.store(i64::from(leading), Ordering::Relaxed);
         self.leader_set.store(true, Ordering::Relaxed);
+    }
+
+    /// Workloads whose last roll failed and that wait for a retry (with backoff).
+    pub fn set_rolls_failing(&self, n: usize) {
+        self.rolls_failing
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// Jobs a roll deleted whose new copy is not created yet.
+    pub fn set_jobs_to_create(&self, n: usize) {
+        self.jobs_to_create
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     pub fn set_index_workloads(&self, n: usize) {
@@ -270,6 +288,18 @@ impl Metrics {
                 self.index_workloads.load(Ordering::Relaxed),
             );
         }
+        gauge(
+            &mut out,
+            "kreload_rolls_failing",
+            "Workloads whose last roll failed, waiting for a retry with backoff.",
+            self.rolls_failing.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "kreload_jobs_to_create",
+            "Jobs a roll deleted whose new copy is not created yet.",
+            self.jobs_to_create.load(Ordering::Relaxed),
+        );
         out.push_str("# HELP kreload_store_configs Configs held in the digest store, by kind.\n# TYPE kreload_store_configs gauge\n");
         for kind in ConfigKind::ALL {
             let _ = writeln!(

@@ -66,17 +66,19 @@ impl Admission {
         refs: &References,
     ) -> Option<String> {
         self.store.with_namespace(namespace, |view| {
-            self.stamper.workload_stamp(view, policy, refs)
+            self.stamper.workload_stamp(namespace, view, policy, refs)
         })
     }
 
     /// The stamp a pod gets at creation; its owner's policy comes from the index.
     pub fn pod_stamp(&self, namespace: &str, pod: &LeanPod) -> String {
         let owner = pod
-            .owner_workload()
-            .and_then(|(kind, name)| self.index.policy_of(namespace, kind, &name));
+            .owner_candidates()
+            .into_iter()
+            .find_map(|(kind, name)| self.index.policy_of(namespace, kind, &name));
         self.store.with_namespace(namespace, |view| {
-            self.stamper.pod_stamp(view, pod, owner.as_deref())
+            self.stamper
+                .pod_stamp(namespace, view, pod, owner.as_deref())
         })
     }
 }

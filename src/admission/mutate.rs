@@ -1,28 +1,41 @@
 //! The mutating webhook: stamps pods at creation and opted-in workloads' templates.
+//!
+//! At CREATE a workload gets the current hash. At UPDATE admission never advances a stamp by
+//! itself: it keeps the stamp (and accounted hash) the old object had, or the one the request
+//! writes, and moves it to the current hash only when the update changes the template anyway.
+//! Only the watcher advances stamps, so coalescing, the storm guard, pause-period and leadership
+//! govern every roll.
 
-use crate::domain::patch::{MetadataShape, stamp_patch};
+use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH};
+use crate::domain::patch::{MetadataShape, annotations_patch, stamp_patch};
 use crate::domain::policy;
-use crate::domain::workload::{LeanPod, LeanWorkload, StampLocation};
+use crate::domain::workload::{
+    LeanPod, LeanWorkload, StampLocation, WorkloadKind, rolls, template_changed,
+};
 
 use super::Admission;
 use super::review::{
-    Answer, Preparsed, Request, ReviewError, Verdict, answer, log, object, parse_for_mutate,
+    Answer, Preparsed, Request, ReviewError, Verdict, answer, log, object, parse, parse_for_mutate,
     patched, unsupported,
 };
 
 impl Admission {
     /// The mutating webhook.
     pub fn mutate(&self, body: &[u8]) -> Result<Answer, ReviewError> {
-        self.mutate_parsed(parse_for_mutate(body)?)
+        self.mutate_parsed(body, parse_for_mutate(body)?)
     }
 
-    pub(super) fn mutate_parsed(&self, mut req: Request) -> Result<Answer, ReviewError> {
-        let verdict = self.mutate_request(&mut req).unwrap_or_else(|v| v);
+    pub(super) fn mutate_parsed(
+        &self,
+        body: &[u8],
+        mut req: Request,
+    ) -> Result<Answer, ReviewError> {
+        let verdict = self.mutate_request(body, &mut req).unwrap_or_else(|v| v);
         log(&req, "mutate", &verdict);
         Ok(answer(&req.uid, verdict))
     }
 
-    fn mutate_request(&self, req: &mut Request) -> Result<Verdict, Verdict> {
+    fn mutate_request(&self, body: &[u8], req: &mut Request) -> Result<Verdict, Verdict> {
         if !matches!(req.operation.as_str(), "CREATE" | "UPDATE") {
             return Ok(Verdict::allow());
         }
@@ -51,7 +64,13 @@ impl Admission {
         let Some(kind) = req.kind.workload() else {
             return Err(unsupported(req));
         };
-        if self.ignored_workloads.contains(&kind) || !self.namespaces.is_watched(&req.namespace) {
+        // Immutable templates (Jobs) are never patched on UPDATE: the API server would refuse
+        // the whole request (and with it, e.g., the garbage collector's finalizer removal).
+        let update = req.operation == "UPDATE";
+        if (update && kind == WorkloadKind::Job)
+            || self.ignored_workloads.contains(&kind)
+            || !self.namespaces.is_watched(&req.namespace)
+        {
             return Ok(Verdict::allow());
         }
         let workload: LeanWorkload = match req.parsed_object.take() {
@@ -61,48 +80,122 @@ impl Admission {
         let template = workload.template(kind);
         let parsed =
             policy::parse_workload(workload.metadata.annotations(), template.annotations());
-        let refs = template.spec.references();
-        let Some(stamp) = self.workload_stamp(&req.namespace, &parsed.value, &refs) else {
+        let controlled = workload.metadata.controller().is_some();
+        if !rolls(
+            kind,
+            &parsed.value,
+            controlled,
+            self.stamper.filters().auto_reload_all,
+        ) {
             return Ok(Verdict::allow());
-        };
+        }
         let location = StampLocation::of(kind, &parsed.value);
         if location == StampLocation::Template && workload.template_opt(kind).is_none() {
             return Ok(Verdict::allow());
         }
+        let refs = template.spec.references();
+        let current = || {
+            self.workload_stamp(&req.namespace, &parsed.value, &refs)
+                .expect("opted in: checked above")
+        };
         let stamp_of = |w: &LeanWorkload| -> Option<String> {
             match location {
                 StampLocation::Template => w.template(kind).stamp().map(str::to_owned),
                 StampLocation::Object => w.metadata.stamp().map(str::to_owned),
             }
         };
-        let current = stamp_of(&workload);
-        if let (Some(current), "UPDATE") = (&current, req.operation.as_str()) {
-            // A stamp from another recipe or key is an unknown baseline: re-stamping it here
-            // would roll the workload for no change, so it is left until a real change.
-            if !self.stamper.is_current(current) {
-                return Ok(Verdict::allow());
-            }
-            // A stamp this very request writes (the watcher's roll) is kept: a replica whose
-            // store lags must not undo it.
+        let accounted_of = |w: &LeanWorkload| w.metadata.annotations().get(ACCOUNTED_HASH).cloned();
+        let new_stamp = stamp_of(&workload);
+        let new_accounted = accounted_of(&workload);
+        // What the stamp and the accounted hash should be after this request.
+        let (stamp, accounted) = if !update {
+            // A new workload starts stamped, so the watcher never rolls it a second time.
+            (Some(current()), None)
+        } else {
             let old = match req.parsed_old.take() {
                 Some(old) => old.map(|w| *w),
                 None => req
                     .old_object
                     .and_then(|raw| serde_json::from_str::<LeanWorkload>(raw.get()).ok()),
             };
-            if old.as_ref().and_then(stamp_of).as_ref() != Some(current) {
+            let old_stamp = old.as_ref().and_then(stamp_of);
+            let old_accounted = old.as_ref().and_then(accounted_of);
+            if new_stamp.is_some() && new_stamp != old_stamp {
+                // The request writes a stamp itself (the watcher's roll, maybe from a replica
+                // whose store differs from this one's): it stands.
                 return Ok(Verdict::allow());
             }
+            // Admission never advances a stamp by itself: only when the update changes the
+            // template anyway (it rolls regardless) does the stamp move to the current hash.
+            let target = old_stamp.clone().filter(|s| self.stamper.is_current(s));
+            let needs_current = target.is_none() || target.as_deref() != Some(current().as_str());
+            if needs_current && self.template_changed(body, kind) {
+                (Some(current()), None)
+            } else {
+                // Kept as the old object had them: a re-apply that drops them gets them back.
+                let accounted = if new_accounted.is_some() && new_accounted != old_accounted {
+                    new_accounted.clone()
+                } else {
+                    old_accounted
+                };
+                (old_stamp, accounted)
+            }
+        };
+        let mut object_changes: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut template_changes: Vec<(&str, Option<&str>)> = Vec::new();
+        if let Some(stamp) = stamp
+            .as_deref()
+            .filter(|s| new_stamp.as_deref() != Some(*s))
+        {
+            match location {
+                StampLocation::Template => template_changes.push((CONFIG_HASH, Some(stamp))),
+                StampLocation::Object => object_changes.push((CONFIG_HASH, Some(stamp))),
+            }
         }
-        if current.as_deref() == Some(stamp.as_str()) {
+        if accounted != new_accounted {
+            object_changes.push((ACCOUNTED_HASH, accounted.as_deref()));
+        }
+        if object_changes.is_empty() && template_changes.is_empty() {
             return Ok(Verdict::allow());
         }
-        Ok(patched(match location {
-            StampLocation::Template => {
-                stamp_patch(kind.template_pointer(), template.shape(), &stamp)
-            }
-            StampLocation::Object => stamp_patch("", workload_shape(&workload), &stamp),
-        }))
+        let mut ops = Vec::new();
+        if !object_changes.is_empty() {
+            ops.extend(ops_of(annotations_patch(
+                "",
+                workload_shape(&workload),
+                &object_changes,
+            )));
+        }
+        if !template_changes.is_empty() {
+            ops.extend(ops_of(annotations_patch(
+                kind.template_pointer(),
+                template.shape(),
+                &template_changes,
+            )));
+        }
+        Ok(patched(serde_json::Value::Array(ops)))
+    }
+
+    /// Whether an UPDATE changes the pod template beyond kreload's stamp. Rare (only when the
+    /// stamp would otherwise move), so it reads the whole objects from the raw body.
+    fn template_changed(&self, body: &[u8], kind: WorkloadKind) -> bool {
+        let Ok(req) = parse(body) else {
+            return false;
+        };
+        let read = |raw: Option<&serde_json::value::RawValue>| {
+            raw.and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+        };
+        match (read(req.old_object), read(req.object)) {
+            (Some(old), Some(new)) => template_changed(kind, &old, &new),
+            _ => false,
+        }
+    }
+}
+
+fn ops_of(patch: serde_json::Value) -> Vec<serde_json::Value> {
+    match patch {
+        serde_json::Value::Array(ops) => ops,
+        other => vec![other],
     }
 }
 

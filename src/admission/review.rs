@@ -55,12 +55,22 @@ pub(super) struct Request<'a> {
     pub(super) object: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(super) old_object: Option<&'a RawValue>,
+    /// The request's options (CreateOptions, UpdateOptions, ...): who writes, by field manager.
+    #[serde(default)]
+    pub(super) options: Option<RequestOptions>,
     /// The object, when the mutating webhook's one-pass parse already read it.
     #[serde(skip)]
     pub(super) parsed_object: Option<Preparsed>,
     /// The old object, when the one-pass parse already read it (`Some(None)`: it is null).
     #[serde(skip)]
     pub(super) parsed_old: Option<Option<Box<LeanWorkload>>>,
+}
+
+/// The part of a request's options the webhooks read.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct RequestOptions {
+    pub(super) field_manager: String,
 }
 
 /// An object read during the one-pass parse of a review (see [`parse_for_mutate`]).
@@ -243,6 +253,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                     operation: String::new(),
                     object: None,
                     old_object: None,
+                    options: None,
                     parsed_object: None,
                     parsed_old: None,
                 };

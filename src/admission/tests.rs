@@ -160,28 +160,220 @@ fn review_update(object: Value, old: Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
+fn review_update_of(group: &str, kind: &str, object: Value, old: Value) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&review(group, kind, "UPDATE", object)).unwrap();
+    v["request"]["oldObject"] = old;
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// The stamp a patched answer writes at `pointer` (an annotation path), if any.
+fn written(object: &Value, answer: &Answer, pointer: &str) -> Option<Value> {
+    let resp = response(answer);
+    resp.get("patch")?;
+    apply_patch(object, &resp).pointer(pointer).cloned()
+}
+
+const TEMPLATE_STAMP: &str = "/spec/template/metadata/annotations/kreload.dev~1config-hash";
+const ACCOUNTED: &str = "/metadata/annotations/kreload.dev~1accounted-hash";
+
+fn opted_in(template_stamp: Option<&str>) -> Value {
+    deployment(
+        json!({"reloader.stakater.com/auto": "true"}),
+        template_stamp.map(|s| json!({CONFIG_HASH: s})),
+    )
+}
+
 #[test]
 fn a_stamp_written_by_the_update_itself_is_kept() {
     let a = admission();
-    let current = a.stamper().key().stamp(&Default::default());
-    let other = format!("{}.{}.{}", "v1", a.stamper().key().id(), "0".repeat(64));
-    let old = deployment(
-        json!({"reloader.stakater.com/auto": "true"}),
-        Some(json!({CONFIG_HASH: current})),
-    );
+    let stale = format!("v2.{}.{}", a.stamper().key().id(), "0".repeat(64));
+    let other = format!("v2.{}.{}", a.stamper().key().id(), "1".repeat(64));
     // The watcher (maybe on a replica whose store differs) writes a new stamp: kept.
-    let new = deployment(
-        json!({"reloader.stakater.com/auto": "true"}),
-        Some(json!({CONFIG_HASH: other})),
+    let answer = a
+        .mutate(&review_update(
+            opted_in(Some(&other)),
+            opted_in(Some(&stale)),
+        ))
+        .unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+}
+
+#[test]
+fn updates_never_advance_a_stamp_by_themselves() {
+    let a = admission();
+    let stale = format!("v2.{}.{}", a.stamper().key().id(), "0".repeat(64));
+    let old = opted_in(Some(&stale));
+    // A label, a scale, an annotation: the stale stamp stays (the watcher rolls, or not).
+    let mut labelled = old.clone();
+    labelled["metadata"]["labels"] = json!({"team": "a"});
+    labelled["spec"]["replicas"] = json!(3);
+    labelled["metadata"]["annotations"]["note"] = json!("x");
+    let answer = a.mutate(&review_update(labelled, old.clone())).unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+    // A re-apply that drops the stamp gets the old one back, not the current hash.
+    let dropped = opted_in(None);
+    let answer = a
+        .mutate(&review_update(dropped.clone(), old.clone()))
+        .unwrap();
+    assert_eq!(
+        written(&dropped, &answer, TEMPLATE_STAMP),
+        Some(json!(stale))
+    );
+    // An update that changes the template rolls anyway: the current hash comes with it.
+    let mut changed = dropped.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:2");
+    let answer = a
+        .mutate(&review_update(changed.clone(), old.clone()))
+        .unwrap();
+    let current = written(&changed, &answer, TEMPLATE_STAMP).unwrap();
+    assert_ne!(current, json!(stale));
+    assert!(a.stamper().is_current(current.as_str().unwrap()));
+    // `kubectl rollout restart` changes the template's annotations: it rolls too.
+    let mut restarted = old.clone();
+    restarted["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] =
+        json!("2026-12-01T00:00:00Z");
+    let answer = a.mutate(&review_update(restarted.clone(), old)).unwrap();
+    assert_eq!(written(&restarted, &answer, TEMPLATE_STAMP), Some(current));
+}
+
+#[test]
+fn unstamped_workloads_stay_unstamped_until_their_first_roll() {
+    let a = admission();
+    let old = deployment(json!({}), None);
+    // Opting in by annotation (`kubectl annotate`) rolls nothing: no stamp is written.
+    let answer = a.mutate(&review_update(opted_in(None), old)).unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+    let mut labelled = opted_in(None);
+    labelled["metadata"]["labels"] = json!({"team": "a"});
+    let answer = a.mutate(&review_update(labelled, opted_in(None))).unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+}
+
+#[test]
+fn the_accounted_hash_is_kept_like_the_stamp_and_dropped_when_the_template_rolls() {
+    let a = admission();
+    let stale = format!("v2.{}.{}", a.stamper().key().id(), "0".repeat(64));
+    let accounted = format!("v2.{}.{}", a.stamper().key().id(), "2".repeat(64));
+    let mut old = opted_in(Some(&stale));
+    old["metadata"]["annotations"]["kreload.dev/accounted-hash"] = json!(accounted);
+    // A re-apply without kreload's annotations gets both back.
+    let dropped = opted_in(None);
+    let answer = a
+        .mutate(&review_update(dropped.clone(), old.clone()))
+        .unwrap();
+    assert_eq!(
+        written(&dropped, &answer, TEMPLATE_STAMP),
+        Some(json!(stale))
     );
     assert_eq!(
-        a.mutate(&review_update(new.clone(), old)).unwrap().outcome,
+        written(&dropped, &answer, ACCOUNTED),
+        Some(json!(accounted))
+    );
+    // kreload's own accounting write is kept as it writes it.
+    let mut newer = old.clone();
+    newer["metadata"]["annotations"]["kreload.dev/accounted-hash"] = json!("v2.x.3");
+    assert_eq!(
+        a.mutate(&review_update(newer, old.clone()))
+            .unwrap()
+            .outcome,
         Outcome::Allowed
     );
-    // An update that leaves a stale stamp as it was gets the current one.
+    // A template change brings the current hash and drops the accounted one with it.
+    let mut changed = old.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:2");
+    let answer = a.mutate(&review_update(changed.clone(), old)).unwrap();
+    assert_eq!(written(&changed, &answer, ACCOUNTED), None);
+    assert!(written(&changed, &answer, TEMPLATE_STAMP).is_some());
+}
+
+#[test]
+fn jobs_are_never_patched_on_update_and_roll_only_when_opted_in_on_the_job() {
+    let all = admission_with(
+        Arc::new(DigestStore::new()),
+        Filters {
+            auto_reload_all: true,
+            ..Default::default()
+        },
+    );
+    let job = |annotations: Value| {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "annotations": annotations},
+               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"envFrom": [{"configMapRef": {"name": "app"}}]}]}}}})
+    };
+    // --auto-reload-all does not reach Jobs, at CREATE as in the watcher.
+    let plain = job(json!({}));
     assert_eq!(
-        a.mutate(&review_update(new.clone(), new)).unwrap().outcome,
+        all.mutate(&review("batch", "Job", "CREATE", plain.clone()))
+            .unwrap()
+            .outcome,
+        Outcome::Allowed
+    );
+    let explicit = job(json!({"reloader.stakater.com/auto": "true"}));
+    assert_eq!(
+        all.mutate(&review("batch", "Job", "CREATE", explicit.clone()))
+            .unwrap()
+            .outcome,
         Outcome::Patched
+    );
+    // At UPDATE (the garbage collector removing a finalizer, say) nothing is ever patched: the
+    // API server would refuse the whole request.
+    let mut finalizing = explicit.clone();
+    finalizing["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+    let mut changed = finalizing.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("x");
+    for (new, old) in [
+        (finalizing.clone(), explicit.clone()),
+        (changed, explicit),
+        (plain.clone(), plain),
+    ] {
+        assert_eq!(
+            all.mutate(&review_update_of("batch", "Job", new, old))
+                .unwrap()
+                .outcome,
+            Outcome::Allowed
+        );
+    }
+}
+
+#[test]
+fn restart_rollouts_keep_their_object_stamp_on_update() {
+    let a = admission();
+    let stale = format!("v2.{}.{}", a.stamper().key().id(), "0".repeat(64));
+    let r = |stamp: Option<&str>| {
+        let mut annotations = json!({"reloader.stakater.com/auto": "true", "reloader.stakater.com/rollout-strategy": "restart"});
+        if let Some(s) = stamp {
+            annotations[CONFIG_HASH] = json!(s);
+        }
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r", "annotations": annotations},
+               "spec": {"template": {"spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "app"}}]}]}}}})
+    };
+    // Any update leaves the stale object stamp alone: the watcher's restart must not be lost.
+    let mut scaled = r(Some(&stale));
+    scaled["spec"]["replicas"] = json!(5);
+    let answer = a
+        .mutate(&review_update_of(
+            "argoproj.io",
+            "Rollout",
+            scaled,
+            r(Some(&stale)),
+        ))
+        .unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+    let dropped = r(None);
+    let answer = a
+        .mutate(&review_update_of(
+            "argoproj.io",
+            "Rollout",
+            dropped.clone(),
+            r(Some(&stale)),
+        ))
+        .unwrap();
+    assert_eq!(
+        written(
+            &dropped,
+            &answer,
+            "/metadata/annotations/kreload.dev~1config-hash"
+        ),
+        Some(json!(stale))
     );
 }
 
@@ -298,6 +490,59 @@ fn configs_with_bad_booleans_are_denied() {
 }
 
 #[test]
+fn the_validator_judges_only_what_a_request_changes() {
+    let a = admission();
+    let bad = || {
+        deployment(
+            json!({"reloader.stakater.com/auto": "true", "reloader.stakater.com/search": "true"}),
+            None,
+        )
+    };
+    let outcome = |body: Vec<u8>| a.validate(&body).unwrap().outcome;
+    // A Reloader-era object with a value kreload refuses: labels, scale, finalizer removal pass.
+    let mut labelled = bad();
+    labelled["metadata"]["labels"] = json!({"team": "a"});
+    labelled["spec"]["replicas"] = json!(3);
+    labelled["metadata"]["annotations"]["deployment.reloader.stakater.com/paused-at"] = json!("t");
+    assert_eq!(outcome(review_update(labelled, bad())), Outcome::Allowed);
+    // Being deleted: anything goes (the garbage collector removes finalizers).
+    let mut deleting = bad();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+    let mut changed = deleting.clone();
+    changed["metadata"]["annotations"]["reloader.stakater.com/search"] = json!("yes");
+    assert_eq!(outcome(review_update(changed, deleting)), Outcome::Allowed);
+    // kreload's own writes (a roll, a pause, a Job created again) pass.
+    let mut own: Value =
+        serde_json::from_slice(&review("apps", "Deployment", "CREATE", bad())).unwrap();
+    own["request"]["options"] = json!({"kind": "CreateOptions", "fieldManager": "kreload"});
+    assert_eq!(outcome(serde_json::to_vec(&own).unwrap()), Outcome::Allowed);
+    // A write that sets or changes a judged annotation is judged.
+    let good = deployment(json!({"reloader.stakater.com/auto": "true"}), None);
+    assert_eq!(outcome(review_update(bad(), good.clone())), Outcome::Denied);
+    let mut template_bad = good.clone();
+    template_bad["spec"]["template"]["metadata"] =
+        json!({"annotations": {"reloader.stakater.com/search": "maybe"}});
+    let mut template_bad_on_plain = deployment(json!({}), None);
+    template_bad_on_plain["spec"]["template"] = template_bad["spec"]["template"].clone();
+    assert_eq!(
+        outcome(review_update(
+            template_bad_on_plain,
+            deployment(json!({}), None)
+        )),
+        Outcome::Denied
+    );
+    assert_eq!(
+        outcome(review("apps", "Deployment", "CREATE", bad())),
+        Outcome::Denied
+    );
+    // DELETE is never judged.
+    assert_eq!(
+        outcome(review("apps", "Deployment", "DELETE", bad())),
+        Outcome::Allowed
+    );
+}
+
+#[test]
 fn bad_bodies_are_errors_not_panics() {
     let a = admission();
     assert!(matches!(
@@ -400,7 +645,7 @@ fn review_in_api_server_order(
 
 /// The mutating webhook as it was before the one-pass parse: the reference it must match.
 fn mutate_slow(a: &Admission, body: &[u8]) -> Result<Answer, ReviewError> {
-    a.mutate_parsed(parse(body)?)
+    a.mutate_parsed(body, parse(body)?)
 }
 
 fn same_answer(
@@ -550,20 +795,20 @@ proptest! {
         let a = admission_with(store.clone(), filters.clone());
         let policy = policy::parse_workload(&annotations, None).value;
         let expected = store.with_namespace("ns", |view| {
-            a.stamper().key().stamp(&crate::domain::trigger::trigger_set(&policy, &refs, view, &filters))
+            a.stamper().key().stamp("ns", &crate::domain::trigger::trigger_set(&policy, &refs, view, &filters))
         });
         let encoded = store.with_namespace("ns", |view| {
-            a.stamper().key().stamp_encoded(&encode_trigger_set(&policy, &refs, view, &filters))
+            a.stamper().key().stamp_encoded(&encode_trigger_set("ns", &policy, &refs, view, &filters))
         });
         prop_assert_eq!(&encoded, &expected);
         if policy.opted_in(auto_reload_all) {
             prop_assert_eq!(a.workload_stamp("ns", &policy, &refs), Some(expected));
         }
         let expected = store.with_namespace("ns", |view| {
-            a.stamper().key().stamp(&crate::domain::trigger::consumed_set(&refs, view))
+            a.stamper().key().stamp("ns", &crate::domain::trigger::consumed_set(&refs, view))
         });
         let encoded = store.with_namespace("ns", |view| {
-            a.stamper().key().stamp_encoded(&encode_consumed_set(&refs, view))
+            a.stamper().key().stamp_encoded(&encode_consumed_set("ns", &refs, view))
         });
         prop_assert_eq!(encoded, expected);
     }

@@ -2,7 +2,8 @@
 
 use serde_json::value::RawValue;
 
-use crate::domain::check::check_rules;
+use crate::domain::annotations::FIELD_MANAGER;
+use crate::domain::check::{being_deleted, changes_judged_annotations, check_rules};
 use crate::domain::config::{ConfigId, ConfigKind};
 use crate::domain::entry::ConfigView;
 use crate::domain::policy::{self, Warning, WorkloadPolicy};
@@ -26,6 +27,22 @@ impl Admission {
             return Ok(Verdict::allow());
         }
         let raw = req.object.map(RawValue::get).unwrap_or("null");
+        let old = req.old_object.map(RawValue::get);
+        // Judge only what a request changes: kreload's own writes (a roll, a pause, a Job
+        // recreated), writes to objects being deleted (finalizer removals), and updates that
+        // leave the judged annotations as they were (labels, scale, status) always pass.
+        let own_write = req
+            .options
+            .as_ref()
+            .is_some_and(|o| o.field_manager == FIELD_MANAGER);
+        let deleting = being_deleted(raw) || old.is_some_and(being_deleted);
+        let unchanged = req.operation == "UPDATE"
+            && old.is_some_and(|old| {
+                !changes_judged_annotations(&req.kind.group, &req.kind.kind, old, raw)
+            });
+        if own_write || deleting || unchanged {
+            return Ok(Verdict::allow());
+        }
         let Some(checked) = check_rules(&req.kind.group, &req.kind.kind, raw) else {
             return Err(unsupported(req));
         };

@@ -336,8 +336,9 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
     {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let pod: LeanPod = lean(&p)?;
-        if let Some((kind, name)) = pod.owner_workload() {
-            pods.entry((ns, kind, name))
+        // Under each workload that may own it; only opted-in workloads are looked up below.
+        for (kind, name) in pod.owner_candidates() {
+            pods.entry((ns.clone(), kind, name))
                 .or_default()
                 .push(pod.metadata().stamp().map(str::to_owned));
         }
@@ -363,9 +364,9 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
             .value;
             let refs = template.spec.references();
             let ns = w.metadata.namespace.clone();
-            let Some(current) =
-                store.with_namespace(&ns, |view| stamper.workload_stamp(view, &policy, &refs))
-            else {
+            let Some(current) = store.with_namespace(&ns, |view| {
+                stamper.workload_stamp(&ns, view, &policy, &refs)
+            }) else {
                 continue;
             };
             let set = store.with_namespace(&ns, |view| {

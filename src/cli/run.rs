@@ -142,10 +142,11 @@ fn namespace_filter(args: &RunArgs) -> anyhow::Result<NamespaceFilter> {
         .map(str::parse::<Selector>)
         .transpose()?;
     let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
-    Ok(NamespaceFilter::new(
+    Ok(NamespaceFilter::excluding_system(
         set(&args.namespaces),
         set(&args.namespaces_to_ignore),
         selector,
+        &args.namespace,
     ))
 }
 
@@ -164,7 +165,6 @@ async fn rollouts_served(client: &Client) -> bool {
 struct WorkloadFeeds {
     client: Client,
     index: Arc<WorkloadIndex>,
-    namespaces: Arc<NamespaceFilter>,
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
@@ -176,7 +176,6 @@ impl WorkloadFeeds {
             self.client.clone(),
             scope.clone(),
             self.index.clone(),
-            self.namespaces.clone(),
             self.auto_reload_all,
             self.metrics.clone(),
             self.sync.clone(),
@@ -275,7 +274,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let feeds = WorkloadFeeds {
         client: client.clone(),
         index: index.clone(),
-        namespaces: namespaces.clone(),
         auto_reload_all: args.auto_reload_all,
         metrics: metrics.clone(),
         sync: workload_sync,
@@ -362,7 +360,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    // Leadership: only the leader rolls; every replica serves admission.
+    // Decide nothing on partial data: every watch must have listed once.
+    let all_synced = async {
+        let _ = configs_synced.wait_for(|s| *s).await;
+        for kind in ConfigKind::ALL {
+            store.mark_synced(kind);
+        }
+        let _ = workloads_synced.wait_for(|s| *s).await;
+        let _ = ns_synced.wait_for(|s| *s).await;
+    };
+    // A shutdown while waiting (e.g. the watches cannot list: missing RBAC) exits at once.
+    tokio::select! {
+        () = all_synced => {}
+        () = shutdown.clone() => {
+            tracing::warn!("shut down before every watch had synced");
+            return Ok(());
+        }
+    }
+    // Leadership: only the leader rolls; every replica serves admission. The Lease is contended
+    // for only now that every watch has synced: a replica that cannot list never holds it, and
+    // a restarted leader (same identity) does not renew it while it re-lists.
     let (leader, lease_task) = if args.enable_ha {
         let config = LeaseConfig {
             namespace: args.namespace.clone(),
@@ -385,23 +402,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         (rx, None)
     };
 
-    // Decide nothing on partial data: every watch must have listed once.
-    let all_synced = async {
-        let _ = configs_synced.wait_for(|s| *s).await;
-        for kind in ConfigKind::ALL {
-            store.mark_synced(kind);
-        }
-        let _ = workloads_synced.wait_for(|s| *s).await;
-        let _ = ns_synced.wait_for(|s| *s).await;
-    };
-    // A shutdown while waiting (e.g. the watches cannot list: missing RBAC) exits at once.
-    tokio::select! {
-        () = all_synced => {}
-        () = shutdown.clone() => {
-            tracing::warn!("shut down before every watch had synced");
-            return Ok(());
-        }
-    }
     readiness.watches_synced.store(true, Ordering::Release);
     tracing::info!(workloads = index.len(), "every watch has synced");
     let reloader = Reloader::new(

@@ -3,6 +3,14 @@
 /// The stamp kreload writes on pods and pod templates.
 pub const CONFIG_HASH: &str = "kreload.dev/config-hash";
 
+/// Written on a workload's own metadata (never its template, so writing it rolls nothing): the
+/// hash of the config state kreload has accounted for when that differs from the template's
+/// stamp, i.e. after a change it skipped on purpose (an annotation edit of a config, a create or
+/// delete without `--reload-on-create`/`--reload-on-delete`). The start-up comparison uses it as
+/// the baseline, so a skipped change never rolls the workload later. Absent: the stamp is the
+/// baseline.
+pub const ACCOUNTED_HASH: &str = "kreload.dev/accounted-hash";
+
 /// Prefix shared by every Reloader annotation; the validating webhook only looks at objects
 /// carrying one of these.
 pub const RELOADER_DOMAIN: &str = "reloader.stakater.com";
@@ -52,6 +60,11 @@ pub const VALIDATING_WEBHOOK_NAME: &str = "validate.kreload.dev";
 /// HTTP paths the server answers admission reviews on.
 pub const MUTATE_PATH: &str = "/mutate";
 pub const VALIDATE_PATH: &str = "/validate";
+
+/// Where the cluster's own components run: kreload never stamps nor rolls anything there (nor in
+/// its own namespace), so that bootstrapping the cluster, and kreload itself, never depend on it.
+/// The webhook configurations' `namespaceSelector` says the same to the API server.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
 
 /// Default namespace kreload runs in.
 pub const DEFAULT_NAMESPACE: &str = "kreload";

@@ -2,8 +2,9 @@
 
 use serde::Deserialize;
 
+use crate::domain::annotations::{PAUSED_AT, RELOADER_DOMAIN};
 use crate::domain::config::ConfigKind;
-use crate::domain::policy::{self, Warning, WorkloadPolicy};
+use crate::domain::policy::{self, Annotations, Warning, WorkloadPolicy};
 use crate::domain::workload::{LeanMeta, LeanWorkload, WorkloadKind, object_or_default};
 
 /// What the annotation rules say of one object.
@@ -62,4 +63,61 @@ pub fn check_rules(group: &str, kind: &str, object: &str) -> Option<Result<Check
                 }
             }),
     )
+}
+
+/// The annotations the rules judge on one object: every Reloader annotation on its metadata and on
+/// its pod template, but `paused-at`, which kreload itself writes. `None` when the object cannot
+/// be read (or is of a kind the rules do not cover).
+fn judged(group: &str, kind: &str, object: &str) -> Option<(Annotations, Annotations)> {
+    fn reloader(a: Option<&Annotations>) -> Annotations {
+        a.into_iter()
+            .flatten()
+            .filter(|(k, _)| k.contains(RELOADER_DOMAIN) && k.as_str() != PAUSED_AT)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+    if !object.trim_start().starts_with('{') {
+        return None;
+    }
+    if ConfigKind::from_group_kind(group, kind).is_some() {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Meta {
+            #[serde(deserialize_with = "object_or_default")]
+            metadata: LeanMeta,
+        }
+        let m: Meta = serde_json::from_str(object).ok()?;
+        return Some((
+            reloader(m.metadata.annotations.as_ref()),
+            Annotations::new(),
+        ));
+    }
+    let kind = WorkloadKind::from_group_kind(group, kind)?;
+    let w: LeanWorkload = serde_json::from_str(object).ok()?;
+    Some((
+        reloader(w.metadata.annotations.as_ref()),
+        reloader(w.template(kind).annotations()),
+    ))
+}
+
+/// Whether an UPDATE from `old` to `new` sets, changes or removes an annotation the rules judge.
+/// The validating webhook judges only such writes: a Reloader-era object with a value kreload
+/// would refuse can still be labelled, scaled, patched and deleted. Unreadable objects count as
+/// changed (the rules then say why).
+pub fn changes_judged_annotations(group: &str, kind: &str, old: &str, new: &str) -> bool {
+    match (judged(group, kind, old), judged(group, kind, new)) {
+        (Some(old), Some(new)) => old != new,
+        _ => true,
+    }
+}
+
+/// Whether an object is being deleted (requests on it, e.g. finalizer removals, are never judged).
+pub fn being_deleted(object: &str) -> bool {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Meta {
+        #[serde(deserialize_with = "object_or_default")]
+        metadata: LeanMeta,
+    }
+    serde_json::from_str::<Meta>(object).is_ok_and(|m| m.metadata.deletion_timestamp.is_some())
 }

@@ -1,5 +1,9 @@
 //! The trigger set's canonical encoding, its keyed hash, and the versioned stamp
-//! `v1.<key-id>.<hex>` written to `kreload.dev/config-hash`.
+//! `v2.<key-id>.<hex>` written to `kreload.dev/config-hash`.
+//!
+//! Recipe v2 hashes the namespace with the set, so equal Secret values under equal names in two
+//! namespaces never give equal stamps (v1 did: anyone able to dry-run a pod in their own namespace
+//! could test guesses of another namespace's Secret). A v1 stamp is an unknown baseline.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,8 +14,8 @@ use sha2::Sha256;
 use crate::domain::config::{ConfigId, ConfigKind, ValueDigest};
 
 /// Version of the encoding and hash recipe. A stamp of another version is an unknown baseline.
-pub const STAMP_VERSION: &str = "v1";
-const DOMAIN: &[u8] = b"kreload.dev/trigger-set/v1\0";
+pub const STAMP_VERSION: &str = "v2";
+const DOMAIN: &[u8] = b"kreload.dev/trigger-set/v2\0";
 
 /// What a workload's trigger set holds of one config.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,9 +48,11 @@ pub struct Encoder {
 
 impl Encoder {
     /// Starts a set of `configs` configs.
-    pub fn new(configs: usize, capacity: usize) -> Self {
-        let mut out = Vec::with_capacity(DOMAIN.len() + 8 + capacity);
+    /// An encoding of a set of `configs` configs in `namespace`.
+    pub fn new(namespace: &str, configs: usize, capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(DOMAIN.len() + 16 + namespace.len() + capacity);
         out.extend_from_slice(DOMAIN);
+        put_str(&mut out, namespace);
         out.extend_from_slice(&(configs as u64).to_be_bytes());
         Encoder {
             out,
@@ -113,8 +119,8 @@ impl Encoder {
 /// Canonical, unambiguous encoding: a domain tag, then per config (in order) its kind, name and
 /// presence, and per key its name and digest (or a missing marker). Every variable-length field is
 /// length-prefixed and every list is counted, so distinct sets never encode alike.
-pub fn encode(set: &TriggerSet) -> Vec<u8> {
-    let mut e = Encoder::new(set.len(), set.len() * 64);
+pub fn encode(namespace: &str, set: &TriggerSet) -> Vec<u8> {
+    let mut e = Encoder::new(namespace, set.len(), set.len() * 64);
     for (id, trigger) in set {
         match trigger {
             ConfigTrigger::Absent => e.absent(id.kind, &id.name),
@@ -168,9 +174,9 @@ impl HashKey {
         &self.id
     }
 
-    /// The stamp for a trigger set: `v1.<key-id>.<hex of HMAC-SHA-256(encoding)>`.
-    pub fn stamp(&self, set: &TriggerSet) -> String {
-        self.stamp_encoded(&encode(set))
+    /// The stamp for a trigger set in a namespace: `v2.<key-id>.<hex of HMAC-SHA-256(encoding)>`.
+    pub fn stamp(&self, namespace: &str, set: &TriggerSet) -> String {
+        self.stamp_encoded(&encode(namespace, set))
     }
 
     /// The stamp for a trigger set already encoded (with [`encode`] or an [`Encoder`]).

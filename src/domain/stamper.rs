@@ -1,5 +1,6 @@
 //! One stamp computation for the webhook, the watcher and the CLI: the keyed hash of a
-//! workload's trigger set, or of what a pod consumes, over a read view of its namespace.
+//! workload's trigger set, or of what a pod consumes, over a read view of its namespace (whose
+//! name is hashed too).
 
 use crate::domain::entry::ConfigView;
 use crate::domain::policy::{self, WorkloadPolicy};
@@ -36,6 +37,7 @@ impl Stamper {
     /// The stamp a workload's template should carry now, or `None` when it is not opted in.
     pub fn workload_stamp(
         &self,
+        namespace: &str,
         view: &dyn ConfigView,
         policy: &WorkloadPolicy,
         refs: &References,
@@ -43,10 +45,13 @@ impl Stamper {
         if !policy.opted_in(self.filters.auto_reload_all) {
             return None;
         }
-        Some(
-            self.key
-                .stamp_encoded(&encode_trigger_set(policy, refs, view, &self.filters)),
-        )
+        Some(self.key.stamp_encoded(&encode_trigger_set(
+            namespace,
+            policy,
+            refs,
+            view,
+            &self.filters,
+        )))
     }
 
     /// The stamp a pod gets at creation: the trigger set of its owning workload (`owner`, its
@@ -54,6 +59,7 @@ impl Stamper {
     /// opt into, else everything it consumes.
     pub fn pod_stamp(
         &self,
+        namespace: &str,
         view: &dyn ConfigView,
         pod: &LeanPod,
         owner: Option<&WorkloadPolicy>,
@@ -69,8 +75,8 @@ impl Stamper {
         }
         .filter(|p| p.opted_in(self.filters.auto_reload_all));
         let encoding = match policy {
-            Some(p) => encode_trigger_set(p, &refs, view, &self.filters),
-            None => encode_consumed_set(&refs, view),
+            Some(p) => encode_trigger_set(namespace, p, &refs, view, &self.filters),
+            None => encode_consumed_set(namespace, &refs, view),
         };
         self.key.stamp_encoded(&encoding)
     }

@@ -135,8 +135,8 @@ pub fn consumed_set(refs: &References, view: &dyn ConfigView) -> TriggerSet {
 
 /// What [`consumed_set`] gives, encoded as
 /// [`encode`](crate::domain::stamp::encode) would, without building the set (no key or name is copied).
-pub fn encode_consumed_set(refs: &References, view: &dyn ConfigView) -> Vec<u8> {
-    let mut e = Encoder::new(refs.len(), refs.len() * 48);
+pub fn encode_consumed_set(namespace: &str, refs: &References, view: &dyn ConfigView) -> Vec<u8> {
+    let mut e = Encoder::new(namespace, refs.len(), refs.len() * 48);
     for (id, consumption) in refs {
         encode_consumed(&mut e, id.kind, &id.name, view.get(id), consumption);
     }
@@ -175,6 +175,7 @@ fn encode_consumed(
 /// kept out by the same calls as `trigger::contribution` makes (the global filters, then
 /// `decide`); a property test checks that the stamps agree.
 pub fn encode_trigger_set(
+    namespace: &str,
     policy: &WorkloadPolicy,
     refs: &References,
     view: &dyn ConfigView,
@@ -234,7 +235,7 @@ pub fn encode_trigger_set(
         // The set's order: by kind, then name (`ConfigId`'s order).
         members.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     }
-    let mut e = Encoder::new(members.len(), members.len() * 48);
+    let mut e = Encoder::new(namespace, members.len(), members.len() * 48);
     for (kind, name, entry, consumption) in members {
         encode_consumed(&mut e, kind, name, entry, consumption);
     }

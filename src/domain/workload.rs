@@ -155,6 +155,33 @@ impl StampLocation {
     }
 }
 
+/// Whether an update changes a workload's pod template other than kreload's stamp on it: such an
+/// update rolls the workload by itself, so the stamp may move with it for free. `old` and `new` are
+/// the whole objects.
+pub fn template_changed(
+    kind: WorkloadKind,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+) -> bool {
+    fn without_stamp(template: Option<&serde_json::Value>) -> Option<serde_json::Value> {
+        let mut t = template?.clone();
+        if let Some(meta) = t.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            if let Some(a) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+                a.remove(CONFIG_HASH);
+                if a.is_empty() {
+                    meta.remove("annotations");
+                }
+            }
+            if meta.is_empty() {
+                t.as_object_mut().map(|o| o.remove("metadata"));
+            }
+        }
+        Some(t)
+    }
+    let pointer = kind.template_pointer();
+    without_stamp(old.pointer(pointer)) != without_stamp(new.pointer(pointer))
+}
+
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct OwnerReference {
@@ -184,6 +211,8 @@ pub struct LeanMeta {
     pub labels: BTreeMap<String, String>,
     #[serde(deserialize_with = "null_default")]
     pub owner_references: Vec<OwnerReference>,
+    /// Set once the object is being deleted (it may wait on finalizers).
+    pub deletion_timestamp: Option<String>,
 }
 
 impl LeanMeta {
@@ -252,6 +281,9 @@ pub(crate) struct LeanJobSpec {
 pub(crate) struct LeanWorkloadSpec {
     #[serde(deserialize_with = "object_or_null")]
     template: Option<LeanTemplate>,
+    /// Deployments and Rollouts: whether the rollout is paused.
+    #[serde(deserialize_with = "null_default")]
+    pub(crate) paused: bool,
     #[serde(deserialize_with = "object_or_null")]
     job_template: Option<LeanJobTemplate>,
 }
@@ -352,6 +384,7 @@ static NO_META: LeanMeta = LeanMeta {
     annotations: None,
     labels: BTreeMap::new(),
     owner_references: Vec::new(),
+    deletion_timestamp: None,
 };
 
 impl LeanPod {
@@ -370,19 +403,45 @@ impl LeanPod {
     /// The workload that owns this pod, as (kind, name), derived from the controller reference
     /// without an API call: a Deployment's ReplicaSet is named `<deployment>-<pod-template-hash>`
     /// and the pod carries that hash as a label; a CronJob's Job is `<cronjob>-<schedule time>`.
-    pub fn owner_workload(&self) -> Option<(WorkloadKind, String)> {
+    /// The workloads that may own this pod, most likely first, derived from its controller
+    /// reference and labels without an API call: a ReplicaSet is named `<deployment>-<hash>`
+    /// (`pod-template-hash`) or `<rollout>-<hash>` (`rollouts-pod-template-hash`); a CronJob's
+    /// Job is named `<cronjob>-<scheduled time in minutes>`, so a Job's pod may belong to that
+    /// CronJob, else to the Job itself.
+    pub fn owner_candidates(&self) -> Vec<(WorkloadKind, String)> {
         let meta = self.metadata();
-        let owner = meta.controller()?;
+        let Some(owner) = meta.controller() else {
+            return Vec::new();
+        };
+        let strip_hash = |label: &str| {
+            let hash = meta.labels.get(label)?;
+            let name = owner.name.strip_suffix(hash.as_str())?.strip_suffix('-')?;
+            Some(name.to_owned())
+        };
         match owner.kind.as_str() {
             "ReplicaSet" => {
-                let hash = meta.labels.get("pod-template-hash")?;
-                let name = owner.name.strip_suffix(hash.as_str())?.strip_suffix('-')?;
-                Some((WorkloadKind::Deployment, name.to_owned()))
+                if let Some(name) = strip_hash("rollouts-pod-template-hash") {
+                    return vec![(WorkloadKind::Rollout, name)];
+                }
+                strip_hash("pod-template-hash")
+                    .map(|name| vec![(WorkloadKind::Deployment, name)])
+                    .unwrap_or_default()
             }
-            "StatefulSet" => Some((WorkloadKind::StatefulSet, owner.name.clone())),
-            "DaemonSet" => Some((WorkloadKind::DaemonSet, owner.name.clone())),
-            "Job" => Some((WorkloadKind::Job, owner.name.clone())),
-            _ => None,
+            "StatefulSet" => vec![(WorkloadKind::StatefulSet, owner.name.clone())],
+            "DaemonSet" => vec![(WorkloadKind::DaemonSet, owner.name.clone())],
+            "Job" => {
+                let mut out = Vec::with_capacity(2);
+                if let Some((cron, time)) = owner.name.rsplit_once('-')
+                    && !cron.is_empty()
+                    && !time.is_empty()
+                    && time.bytes().all(|b| b.is_ascii_digit())
+                {
+                    out.push((WorkloadKind::CronJob, cron.to_owned()));
+                }
+                out.push((WorkloadKind::Job, owner.name.clone()));
+                out
+            }
+            _ => Vec::new(),
         }
     }
 }

@@ -1,36 +1,40 @@
 //! The watcher's acting half: turns config changes into rolls of exactly the affected
-//! workloads, through the reload queue, on the leader only.
+//! workloads (and accounting for changes skipped on purpose), through the reload queue, on the
+//! leader only.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{DynamicObject, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Api, Client};
-use serde_json::json;
+use kube::Client;
+use kube::api::DynamicObject;
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
-use crate::domain::annotations::{CONFIG_HASH, FIELD_MANAGER, PAUSED_AT};
 use crate::domain::entry::ConfigChange;
-use crate::domain::patch::template_merge_patch;
+use crate::domain::patch::{Roll, account_patch, fresh_job, resume_patch, roll_patch};
 use crate::domain::stamper::Stamper;
-use crate::domain::workload::{StampLocation, WorkloadId, WorkloadKind};
+use crate::domain::workload::{WorkloadId, WorkloadKind};
 use crate::metrics::{Metrics, RollResult, SkipReason};
 use crate::state::index::{WorkloadIndex, WorkloadInfo};
 use crate::state::namespaces::NamespaceFilter;
 use crate::state::store::DigestStore;
 
 pub mod affected;
+mod jobs;
 pub mod lease;
 pub mod queue;
 mod writes;
 
-pub use affected::affected;
+pub use affected::{Effect, affected};
+use jobs::JobCreates;
 use queue::{Pending, Pushed, Reasons, ReloadQueue};
-pub use writes::api_resource;
-use writes::{describe, fresh_job, now_rfc3339, object_ref};
+pub use writes::{WRITE_TIMEOUT, api_resource};
+use writes::{Writer, describe, now_rfc3339, object_ref};
+
+/// How many rolls are written at once.
+const CONCURRENT_WRITES: usize = 8;
 
 /// The watcher's settings (from flags).
 #[derive(Clone, Debug)]
@@ -44,19 +48,20 @@ pub struct ReloadSettings {
 
 /// Rolls workloads on the leader: holds the stamp computation, reads the store and the index.
 pub struct Reloader {
-    client: Client,
+    writer: Writer,
     stamper: Stamper,
     store: Arc<DigestStore>,
     index: Arc<WorkloadIndex>,
     namespaces: Arc<NamespaceFilter>,
     metrics: Arc<Metrics>,
     settings: ReloadSettings,
-    identity: String,
+    jobs: Mutex<JobCreates>,
 }
 
-/// What a roll did.
-enum Rolled {
+/// What one due item did.
+enum Done {
     Nothing,
+    Accounted,
     Rolled { pause_for: Option<Duration> },
 }
 
@@ -73,18 +78,18 @@ impl Reloader {
         identity: String,
     ) -> Self {
         Reloader {
-            client,
+            writer: Writer::new(client, identity),
             stamper,
             store,
             index,
             namespaces,
             metrics,
             settings,
-            identity,
+            jobs: Mutex::default(),
         }
     }
 
-    pub fn affected(&self, change: &ConfigChange) -> Vec<(WorkloadId, Reasons)> {
+    pub fn affected(&self, change: &ConfigChange) -> Vec<(WorkloadId, Effect)> {
         affected(
             change,
             &self.index,
@@ -98,20 +103,38 @@ impl Reloader {
     /// The stamp a workload should carry now, if it is still opted in.
     fn current_stamp(&self, w: &WorkloadInfo) -> Option<String> {
         self.store.with_namespace(&w.id.namespace, |view| {
-            self.stamper.workload_stamp(view, &w.policy, &w.refs)
+            self.stamper
+                .workload_stamp(&w.id.namespace, view, &w.policy, &w.refs)
         })
     }
 
-    /// Stamped workloads (with the current key) whose stamp differs from the current hash:
-    /// changes made while no leader was rolling. Unstamped and foreign-stamped ones are left.
+    /// What a workload's pods were last rolled with or kreload last accounted for: its
+    /// accounted hash if it has one, else its stamp. `None` for an unknown baseline (unstamped,
+    /// or a stamp of another recipe or key).
+    fn baseline<'a>(&self, w: &'a WorkloadInfo) -> Option<&'a str> {
+        let current = |s: &&'a String| self.stamper.is_current(s);
+        w.stamp.as_ref().filter(current)?;
+        w.accounted
+            .as_ref()
+            .filter(current)
+            .or(w.stamp.as_ref())
+            .map(String::as_str)
+    }
+
+    fn acts_on(&self, w: &WorkloadInfo) -> bool {
+        !self.settings.ignored_workload_types.contains(&w.id.kind)
+            && self.namespaces.is_watched(&w.id.namespace)
+    }
+
+    /// Workloads whose baseline (with the current key) differs from the current hash: changes
+    /// made while no leader was rolling. Unstamped and foreign-stamped ones are left alone.
     fn startup_drift(&self) -> Vec<WorkloadId> {
         self.index
             .all()
             .into_iter()
-            .filter(|w| !self.settings.ignored_workload_types.contains(&w.id.kind))
-            .filter(|w| self.namespaces.is_watched(&w.id.namespace))
-            .filter(|w| match (&w.stamp, self.current_stamp(w)) {
-                (Some(stamp), Some(current)) => self.stamper.is_current(stamp) && *stamp != current,
+            .filter(|w| self.acts_on(w))
+            .filter(|w| match (self.baseline(w), self.current_stamp(w)) {
+                (Some(baseline), Some(current)) => baseline != current,
                 _ => false,
             })
             .map(|w| w.id.clone())
@@ -126,122 +149,126 @@ impl Reloader {
             .filter(|p| !p.is_zero())
     }
 
+    /// Rolls one workload, or accounts for a change skipped on purpose.
     async fn roll(
         &self,
-        recorder: &Recorder,
         id: &WorkloadId,
         pending: &Pending,
-    ) -> Result<Rolled, kube::Error> {
+        leader: &watch::Receiver<bool>,
+    ) -> Result<Done, kube::Error> {
+        // A replica that stopped leading starts no write (the queue is cleared right after).
+        if !*leader.borrow() {
+            return Ok(Done::Nothing);
+        }
         let Some(w) = self.index.get(id) else {
-            return Ok(Rolled::Nothing);
+            return Ok(Done::Nothing);
         };
         let Some(stamp) = self.current_stamp(&w) else {
-            return Ok(Rolled::Nothing);
+            return Ok(Done::Nothing);
         };
-        if w.stamp.as_deref() == Some(stamp.as_str()) {
-            self.metrics.skipped(SkipReason::AlreadyCurrent);
-            return Ok(Rolled::Nothing);
+        let baseline = self.baseline(&w);
+        if baseline == Some(stamp.as_str()) {
+            if pending.roll {
+                self.metrics.skipped(SkipReason::AlreadyCurrent);
+            }
+            return Ok(Done::Nothing);
         }
-        let mut patch = match w.stamp_location() {
-            StampLocation::Template => template_merge_patch(id.kind.template_path(), &stamp),
-            StampLocation::Object => json!({
-                "metadata": {"annotations": {CONFIG_HASH: stamp}},
-                "spec": {"restartAt": now_rfc3339()},
-            }),
-        };
+        if !pending.roll {
+            // Unstamped workloads stay unstamped until their first roll: nothing to account.
+            if baseline.is_none() {
+                return Ok(Done::Nothing);
+            }
+            self.writer.merge(id, &account_patch(&stamp)).await?;
+            self.index.set_accounted(id, &stamp);
+            tracing::debug!(workload = %id, "accounted for a change that rolls nothing");
+            return Ok(Done::Accounted);
+        }
+        let now = now_rfc3339();
         // pause-period: pause with this change so that changes within the period land in one
-        // rollout when kreload resumes it. Already paused by kreload: just add the change.
-        let pause_for = Self::pause_period(&w).filter(|_| w.paused_at.is_none());
-        if pause_for.is_some() {
-            patch["spec"]["paused"] = json!(true);
-            patch["metadata"]["annotations"][PAUSED_AT] = json!(now_rfc3339());
-        }
+        // rollout when kreload resumes it. Paused already (by kreload: just add the change; by
+        // someone else: theirs to resume), no pause of kreload's.
+        let pause_for = Self::pause_period(&w).filter(|_| w.paused_at.is_none() && !w.paused);
         if id.kind == WorkloadKind::Job {
-            self.recreate_job(id, &stamp).await?;
+            if !self.recreate_job(id, &stamp, leader).await? {
+                return Ok(Done::Nothing);
+            }
         } else {
-            self.patch(id, &patch).await?;
+            let patch = roll_patch(&Roll {
+                template_path: id.kind.template_path(),
+                location: w.stamp_location(),
+                stamp: &stamp,
+                drop_accounted: w.accounted.is_some(),
+                pause_at: pause_for.map(|_| now.as_str()),
+                now: &now,
+            });
+            self.writer.merge(id, &patch).await?;
         }
         self.index.set_stamp(id, &stamp);
         let note = describe(&pending.reasons);
         tracing::info!(workload = %id, changes = %note, paused_for = ?pause_for, "rolled");
-        let _ = recorder
-            .publish(
-                &Event {
-                    type_: EventType::Normal,
-                    reason: "Reloaded".into(),
-                    note: Some(match pause_for {
-                        Some(p) => format!("Rolling after a pause of {}s: {note}", p.as_secs()),
-                        None => format!("Rolling: {note}"),
-                    }),
-                    action: "Reload".into(),
-                    secondary: None,
-                },
-                &object_ref(&w),
-            )
-            .await;
-        Ok(Rolled::Rolled { pause_for })
-    }
-
-    /// One merge patch under kreload's field manager. No resourceVersion, so a concurrent writer
-    /// does not make it conflict; transient errors are retried by the caller.
-    async fn patch(&self, id: &WorkloadId, patch: &serde_json::Value) -> Result<(), kube::Error> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &id.namespace, &api_resource(id.kind));
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..Default::default()
+        let note = match pause_for {
+            Some(p) => format!("Rolling after a pause of {}s: {note}", p.as_secs()),
+            None => format!("Rolling: {note}"),
         };
-        api.patch(&id.name, &pp, &Patch::Merge(patch))
-            .await
-            .map(|_| ())
+        self.writer
+            .event(object_ref(&w), false, "Reloaded", note)
+            .await;
+        Ok(Done::Rolled { pause_for })
     }
 
-    /// A Job's template is immutable: it is rolled by deleting it (with its pods) and creating it
-    /// again from its spec, stamped, as Reloader does.
-    async fn recreate_job(&self, id: &WorkloadId, stamp: &str) -> Result<(), kube::Error> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &id.namespace, &api_resource(id.kind));
-        let job = api.get(&id.name).await?;
-        let fresh = fresh_job(job, stamp);
-        api.delete(&id.name, &kube::api::DeleteParams::background())
-            .await?;
-        // The name is free once the API server has removed the object (pods go in the background).
-        let mut tries = 0;
-        loop {
-            let pp = kube::api::PostParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..Default::default()
-            };
-            match api.create(&pp, &fresh).await {
-                Err(kube::Error::Api(s)) if s.code == 409 && tries < 50 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    /// A Job's template is immutable: it is rolled by deleting it (exactly this Job: a uid
+    /// precondition) and creating it again from its spec, stamped, as Reloader does. The copy is
+    /// kept until its create succeeds. `false` when the Job is gone or was replaced meanwhile.
+    async fn recreate_job(
+        &self,
+        id: &WorkloadId,
+        stamp: &str,
+        leader: &watch::Receiver<bool>,
+    ) -> Result<bool, kube::Error> {
+        let Some(job) = self.writer.get(id).await? else {
+            return Ok(false);
+        };
+        let Some(uid) = job.metadata.uid.clone() else {
+            return Ok(false);
+        };
+        let fresh: DynamicObject = serde_json::to_value(&job)
+            .and_then(|job| serde_json::from_value(fresh_job(job, stamp)))
+            .map_err(kube::Error::SerdeError)?;
+        if !*leader.borrow() || !self.writer.delete_uid(id, &uid).await? {
+            return Ok(false);
+        }
+        self.jobs.lock().insert(id.clone(), fresh, Instant::now());
+        self.create_jobs_due().await;
+        Ok(true)
+    }
+
+    /// Creates the Jobs whose roll deleted them, as far as the API server lets it now.
+    async fn create_jobs_due(&self) {
+        let due = self.jobs.lock().take_due(Instant::now());
+        for (id, create) in due {
+            match self.writer.create(&id, &create.job).await {
+                Ok(()) => tracing::info!(workload = %id, "Job created again"),
+                Err(error) => {
+                    let wait = self.jobs.lock().retry(id.clone(), create, Instant::now());
+                    tracing::warn!(workload = %id, %error, retry_in = ?wait, "could not create the rolled Job again; will retry");
                 }
-                other => return other.map(|_| ()),
             }
         }
+        self.metrics.set_jobs_to_create(self.jobs.lock().len());
     }
 
-    /// Resumes a Deployment kreload paused, and forgets the pause.
-    async fn resume(&self, id: &WorkloadId) -> Result<(), kube::Error> {
-        let patch =
-            json!({"spec": {"paused": false}, "metadata": {"annotations": {PAUSED_AT: null}}});
-        match self.patch(id, &patch).await {
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Deployments that a previous leader paused: when each is due to resume.
+    /// Deployments whose pause kreload made (as their `paused-at` says): when each is due to
+    /// resume. Also those whose `pause-period` was removed meanwhile: at once.
     fn paused_deployments(&self) -> Vec<(WorkloadId, Instant)> {
         let now = Instant::now();
         let wall = time::OffsetDateTime::now_utc();
         self.index
             .all()
             .into_iter()
+            .filter(|w| w.id.kind == WorkloadKind::Deployment)
             .filter_map(|w| {
-                let period = Self::pause_period(&w)?;
                 let at = w.paused_at.as_deref()?;
+                let period = Self::pause_period(&w).unwrap_or_default();
                 let paused =
                     time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
                         .ok();
@@ -254,57 +281,65 @@ impl Reloader {
             .collect()
     }
 
-    /// Rolls everything due, up to 8 patches at once, and records the outcomes.
+    /// Rolls everything due, a few writes at once, and records the outcomes.
     async fn roll_due(
         &self,
-        recorder: &Recorder,
         queue: &mut ReloadQueue,
         pauses: &mut HashMap<WorkloadId, Instant>,
+        leader: &watch::Receiver<bool>,
     ) {
         let now = Instant::now();
         let due = queue.pop_due(now);
         let results: Vec<_> = futures::stream::iter(due)
             .map(|(id, pending)| async {
-                let result = self.roll(recorder, &id, &pending).await;
+                let result = self.roll(&id, &pending, leader).await;
                 (id, pending, result)
             })
-            .buffer_unordered(8)
+            .buffer_unordered(CONCURRENT_WRITES)
             .collect()
             .await;
         for (id, pending, result) in results {
             match result {
-                Ok(Rolled::Rolled { pause_for }) => {
+                Ok(Done::Rolled { pause_for }) => {
                     queue.rolled(&id, now);
                     self.metrics.reload(id.kind, RollResult::Success);
                     if let Some(p) = pause_for {
                         pauses.insert(id, now + p);
                     }
                 }
-                Ok(Rolled::Nothing) => {}
+                Ok(Done::Accounted | Done::Nothing) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(error) => {
                     self.metrics.reload(id.kind, RollResult::Error);
-                    tracing::warn!(workload = %id, %error, "roll failed; will retry");
-                    if let Some(w) = self.index.get(&id) {
-                        let event = Event {
-                            type_: EventType::Warning,
-                            reason: "ReloadFailed".into(),
-                            note: Some(format!(
-                                "kreload could not patch the pod template: {error}"
-                            )),
-                            action: "Reload".into(),
-                            secondary: None,
-                        };
-                        let _ = recorder.publish(&event, &object_ref(&w)).await;
+                    let failures = pending.failures + 1;
+                    let roll = pending.roll;
+                    let wait = queue.retry(id.clone(), pending, now);
+                    tracing::warn!(workload = %id, %error, retry_in = ?wait, "roll failed; will retry");
+                    // A Warning Event on the 1st, 2nd, 4th, 8th... failure: as rare as the retries.
+                    if roll
+                        && failures.is_power_of_two()
+                        && let Some(w) = self.index.get(&id)
+                    {
+                        let note = format!(
+                            "kreload could not roll it ({error}); failure {failures}, retrying in {}s",
+                            wait.as_secs()
+                        );
+                        self.writer
+                            .event(object_ref(&w), true, "ReloadFailed", note)
+                            .await;
                     }
-                    queue.retry(id, pending, now, Duration::from_secs(2));
                 }
             }
         }
+        self.metrics.set_rolls_failing(queue.failing());
     }
 
     /// Resumes the Deployments whose pause is over.
-    async fn resume_due(&self, pauses: &mut HashMap<WorkloadId, Instant>) {
+    async fn resume_due(
+        &self,
+        pauses: &mut HashMap<WorkloadId, Instant>,
+        leader: &watch::Receiver<bool>,
+    ) {
         let now = Instant::now();
         let due: Vec<WorkloadId> = pauses
             .iter()
@@ -312,14 +347,27 @@ impl Reloader {
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {
-            match self.resume(&id).await {
+            if !*leader.borrow() {
+                return;
+            }
+            // Only kreload's own pause is undone: the patch tests its `paused-at` first.
+            let Some(at) = self.index.get(&id).and_then(|w| w.paused_at.clone()) else {
+                pauses.remove(&id);
+                continue;
+            };
+            match self.writer.json_patch(&id, resume_patch(&at)).await {
                 Ok(()) => {
                     pauses.remove(&id);
                     tracing::info!(workload = %id, "pause period over: resumed");
                 }
+                // Gone, or someone took the pause over (the test op failed): not ours to undo.
+                Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => {
+                    pauses.remove(&id);
+                    tracing::info!(workload = %id, "not resumed: the pause is no longer kreload's");
+                }
                 Err(error) => {
                     tracing::warn!(workload = %id, %error, "could not resume; will retry");
-                    pauses.insert(id, now + Duration::from_secs(2));
+                    pauses.insert(id, now + queue::RETRY_FIRST);
                 }
             }
         }
@@ -332,11 +380,6 @@ impl Reloader {
         mut changes: mpsc::UnboundedReceiver<ConfigChange>,
         mut leader: watch::Receiver<bool>,
     ) {
-        let reporter = Reporter {
-            controller: "kreload".into(),
-            instance: Some(self.identity.clone()),
-        };
-        let recorder = Recorder::new(self.client.clone(), reporter);
         let mut queue = ReloadQueue::new(
             self.settings.coalesce_window,
             self.settings.min_roll_interval,
@@ -363,7 +406,8 @@ impl Reloader {
                     pauses.clear();
                 }
             }
-            let next = [queue.next_due(), pauses.values().min().copied()]
+            let jobs_due = self.jobs.lock().next_due();
+            let next = [queue.next_due(), pauses.values().min().copied(), jobs_due]
                 .into_iter()
                 .flatten()
                 .min()
@@ -375,21 +419,31 @@ impl Reloader {
                         continue;
                     }
                     let now = Instant::now();
-                    for (id, reasons) in self.affected(&change) {
-                        match queue.push(id, reasons, now) {
-                            Pushed::Merged => self.metrics.coalesced(),
-                            Pushed::Deferred => self.metrics.deferred(),
-                            Pushed::Scheduled => {}
+                    for (id, effect) in self.affected(&change) {
+                        match effect {
+                            Effect::Roll(reasons) => match queue.push(id, reasons, now) {
+                                Pushed::Merged => self.metrics.coalesced(),
+                                Pushed::Deferred => self.metrics.deferred(),
+                                Pushed::Scheduled => {}
+                            },
+                            Effect::Account => {
+                                queue.push_account(id, now);
+                            }
                         }
                     }
                 }
                 _ = leader.changed() => {}
                 () = async { match next { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
-                    self.roll_due(&recorder, &mut queue, &mut pauses).await;
-                    self.resume_due(&mut pauses).await;
+                    if leading {
+                        self.roll_due(&mut queue, &mut pauses, &leader).await;
+                        self.resume_due(&mut pauses, &leader).await;
+                    }
+                    self.create_jobs_due().await;
                 }
             }
         }
+        // Shutting down: one last try for Jobs a roll deleted.
+        self.create_jobs_due().await;
     }
 }
 

@@ -1,6 +1,8 @@
 //! The reload queue's scheduling, as pure code over explicit instants: coalescing (changes for
-//! one workload within a window become one roll) and the storm guard (a workload rolls at most
-//! once per interval; later changes are deferred and merged, never dropped).
+//! one workload within a window become one roll), the storm guard (a workload rolls at most
+//! once per interval; later changes are deferred and merged, never dropped), accounting for
+//! changes skipped on purpose (no roll, so no storm guard), and retries with exponential
+//! backoff.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -11,12 +13,30 @@ use crate::domain::workload::WorkloadId;
 /// What a roll is for: each config that changed, with the keys that changed.
 pub type Reasons = BTreeMap<ConfigId, BTreeSet<String>>;
 
+/// The first retry of a failed roll waits this long; each next one twice as long, up to
+/// [`RETRY_CAP`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(2);
+pub const RETRY_CAP: Duration = Duration::from_secs(300);
+
+/// How long to wait before the `failures`-th retry (1 for the first).
+pub fn backoff(failures: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    RETRY_FIRST.saturating_mul(factor).min(RETRY_CAP)
+}
+
 #[derive(Debug, Default)]
 pub struct Pending {
     pub due: Option<Instant>,
     pub reasons: Reasons,
     /// Changes merged into this roll beyond the first.
     pub merged: u32,
+    /// False while only changes skipped on purpose are pending: account for the new hash, do
+    /// not roll.
+    pub roll: bool,
+    /// Failed attempts so far (for the backoff of the next retry).
+    pub failures: u32,
 }
 
 /// How a pushed change was taken.
@@ -48,32 +68,63 @@ impl ReloadQueue {
         }
     }
 
+    /// Schedules a roll for a change.
     pub fn push(&mut self, id: WorkloadId, reasons: Reasons, now: Instant) -> Pushed {
+        let allowed = self
+            .last_roll
+            .get(&id)
+            .map(|last| *last + self.min_interval);
         if let Some(p) = self.pending.get_mut(&id) {
             for (config, keys) in reasons {
                 p.reasons.entry(config).or_default().extend(keys);
             }
-            p.merged += 1;
-            return Pushed::Merged;
+            if p.roll {
+                p.merged += 1;
+                return Pushed::Merged;
+            }
+            // Only accounting was pending: it becomes a roll, under the storm guard.
+            p.roll = true;
+            return match (p.due, allowed) {
+                (Some(due), Some(allowed)) if allowed > due => {
+                    p.due = Some(allowed);
+                    Pushed::Deferred
+                }
+                _ => Pushed::Scheduled,
+            };
         }
         let mut due = now + self.window;
         let mut pushed = Pushed::Scheduled;
-        if let Some(last) = self.last_roll.get(&id) {
-            let allowed = *last + self.min_interval;
-            if allowed > due {
-                due = allowed;
-                pushed = Pushed::Deferred;
-            }
+        if let Some(allowed) = allowed.filter(|a| *a > due) {
+            due = allowed;
+            pushed = Pushed::Deferred;
         }
         self.pending.insert(
             id,
             Pending {
                 due: Some(due),
                 reasons,
-                merged: 0,
+                roll: true,
+                ..Default::default()
             },
         );
         pushed
+    }
+
+    /// Schedules accounting for a change skipped on purpose, unless something is pending for
+    /// the workload already (a pending roll accounts for everything when it happens). Returns
+    /// whether it was scheduled.
+    pub fn push_account(&mut self, id: WorkloadId, now: Instant) -> bool {
+        if self.pending.contains_key(&id) {
+            return false;
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                due: Some(now + self.window),
+                ..Default::default()
+            },
+        );
+        true
     }
 
     /// When the next roll is due.
@@ -107,26 +158,37 @@ impl ReloadQueue {
         }
     }
 
-    /// Puts a roll back (its patch failed), to be tried again after `retry_in`.
-    pub fn retry(&mut self, id: WorkloadId, pending: Pending, now: Instant, retry_in: Duration) {
-        let reasons = pending.reasons;
+    /// Puts a roll back after its write failed, to be tried again after the backoff of its
+    /// failure count; returns that wait. A change that arrived meanwhile is merged into it.
+    pub fn retry(&mut self, id: WorkloadId, pending: Pending, now: Instant) -> Duration {
+        let failures = pending.failures + 1;
+        let wait = backoff(failures);
         match self.pending.get_mut(&id) {
             Some(p) => {
-                for (config, keys) in reasons {
+                for (config, keys) in pending.reasons {
                     p.reasons.entry(config).or_default().extend(keys);
                 }
+                p.roll |= pending.roll;
+                p.failures = p.failures.max(failures);
+                p.due = p.due.max(Some(now + wait));
             }
             None => {
                 self.pending.insert(
                     id,
                     Pending {
-                        due: Some(now + retry_in),
-                        reasons,
-                        merged: pending.merged,
+                        due: Some(now + wait),
+                        failures,
+                        ..pending
                     },
                 );
             }
         }
+        wait
+    }
+
+    /// Workloads whose last attempt failed and that wait for a retry.
+    pub fn failing(&self) -> usize {
+        self.pending.values().filter(|p| p.failures > 0).count()
     }
 
     pub fn len(&self) -> usize {

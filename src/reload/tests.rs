@@ -4,6 +4,7 @@ use crate::domain::entry::ConfigEntry;
 use crate::domain::refs::Consumption;
 use crate::domain::trigger::Filters;
 use crate::state::index::WorkloadInfo;
+use crate::state::namespaces::NamespaceFilter;
 use std::collections::BTreeMap;
 
 fn settings() -> ReloadSettings {
@@ -65,8 +66,36 @@ fn names(
         &Metrics::default(),
     )
     .into_iter()
-    .map(|(id, reasons)| (id.name, reasons.values().flatten().cloned().collect()))
+    .filter_map(|(id, effect)| match effect {
+        Effect::Roll(reasons) => Some((id.name, reasons.values().flatten().cloned().collect())),
+        Effect::Account => None,
+    })
     .collect()
+}
+
+/// The workloads a change does not roll but must account for.
+fn accounted(index: &WorkloadIndex, c: &ConfigChange, s: &ReloadSettings) -> Vec<String> {
+    affected(
+        c,
+        index,
+        &Filters::default(),
+        &NamespaceFilter::default(),
+        s,
+        &Metrics::default(),
+    )
+    .into_iter()
+    .filter(|(_, effect)| *effect == Effect::Account)
+    .map(|(id, _)| id.name)
+    .collect()
+}
+
+fn with_policy(mut e: Arc<ConfigEntry>, annotations: &[(&str, &str)]) -> Arc<ConfigEntry> {
+    let a: crate::domain::policy::Annotations = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Arc::make_mut(&mut e).policy = crate::domain::policy::parse_config(&a).value;
+    e
 }
 
 fn index() -> WorkloadIndex {
@@ -118,15 +147,48 @@ fn metadata_only_changes_roll_nothing() {
         Some(entry(&[("a", "1")], &[("team", "x")])),
     );
     assert!(names(&index(), &c, &settings()).is_empty());
+    assert!(
+        accounted(&index(), &c, &settings()).is_empty(),
+        "nothing to account either"
+    );
 }
 
 #[test]
-fn creation_and_deletion_roll_only_when_asked() {
+fn annotation_edits_of_a_config_roll_nothing_but_are_accounted() {
+    let index = index();
+    let plain = entry(&[("a", "1")], &[]);
+    let ignored = with_policy(plain.clone(), &[("reloader.stakater.com/ignore", "true")]);
+    for c in [
+        change(Some(plain.clone()), Some(ignored.clone())),
+        change(Some(ignored.clone()), Some(plain.clone())),
+    ] {
+        assert!(names(&index, &c, &settings()).is_empty());
+        assert_eq!(accounted(&index, &c, &settings()).len(), 3);
+    }
+    // `ignore` added together with a data change: the config as it is now decides, no roll.
+    let c = change(
+        Some(plain.clone()),
+        Some(with_policy(
+            entry(&[("a", "2")], &[]),
+            &[("reloader.stakater.com/ignore", "true")],
+        )),
+    );
+    assert!(names(&index, &c, &settings()).is_empty());
+    assert_eq!(accounted(&index, &c, &settings()).len(), 3);
+    // `ignore` removed together with a data change: rolls.
+    let c = change(Some(ignored), Some(entry(&[("a", "2")], &[])));
+    assert_eq!(names(&index, &c, &settings()).len(), 3);
+}
+
+#[test]
+fn creation_and_deletion_roll_only_when_asked_and_are_accounted_otherwise() {
     let index = index();
     let created = change(None, Some(entry(&[("a", "1")], &[])));
     let deleted = change(Some(entry(&[("a", "1")], &[])), None);
     assert!(names(&index, &created, &settings()).is_empty());
     assert!(names(&index, &deleted, &settings()).is_empty());
+    assert_eq!(accounted(&index, &created, &settings()).len(), 3);
+    assert_eq!(accounted(&index, &deleted, &settings()).len(), 3);
     let s = ReloadSettings {
         reload_on_create: true,
         reload_on_delete: true,
@@ -134,6 +196,7 @@ fn creation_and_deletion_roll_only_when_asked() {
     };
     assert_eq!(names(&index, &created, &s).len(), 3);
     assert_eq!(names(&index, &deleted, &s).len(), 3);
+    assert!(accounted(&index, &created, &s).is_empty());
 }
 
 #[test]
@@ -147,35 +210,6 @@ fn ignored_workload_types_never_roll() {
         Some(entry(&[("a", "2")], &[])),
     );
     assert!(names(&index(), &c, &s).is_empty());
-}
-
-#[test]
-fn recreated_jobs_drop_generated_fields_and_carry_the_stamp() {
-    let job: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "j", "namespace": "ns", "uid": "u", "resourceVersion": "7",
-                     "labels": {"team": "a", "batch.kubernetes.io/controller-uid": "u", "job-name": "j"}},
-        "spec": {"selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
-                 "template": {"metadata": {"labels": {"app": "x", "controller-uid": "u", "batch.kubernetes.io/job-name": "j"}},
-                              "spec": {"restartPolicy": "Never"}}},
-        "status": {"succeeded": 1}
-    }))
-    .unwrap();
-    let fresh = serde_json::to_value(fresh_job(job, "v1.k.s")).unwrap();
-    assert_eq!(fresh["metadata"]["labels"], json!({"team": "a"}));
-    assert!(
-        fresh["metadata"].get("uid").is_none()
-            && fresh["metadata"].get("resourceVersion").is_none()
-    );
-    assert!(fresh.get("status").is_none() && fresh["spec"].get("selector").is_none());
-    assert_eq!(
-        fresh["spec"]["template"]["metadata"]["labels"],
-        json!({"app": "x"})
-    );
-    assert_eq!(
-        fresh["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH],
-        "v1.k.s"
-    );
 }
 
 #[test]

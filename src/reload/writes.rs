@@ -1,14 +1,25 @@
-//! Helpers of the roll writes: the Job to create again, Event references and notes.
+//! The reloader's writes to the API server: merge and JSON patches under kreload's field
+//! manager, Job deletion and creation, and one Event per roll. Every write is bounded in time,
+//! so a replica that stops leading stops writing within [`WRITE_TIMEOUT`].
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::DynamicObject;
-use serde_json::json;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{
+    DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
+use kube::{Api, Client};
 
-use crate::domain::annotations::CONFIG_HASH;
-use crate::domain::workload::WorkloadKind;
+use crate::domain::annotations::FIELD_MANAGER;
+use crate::domain::workload::{WorkloadId, WorkloadKind};
 use crate::state::index::WorkloadInfo;
 
 use super::queue::Reasons;
+
+/// How long one write may take before it is given up (and retried later).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API resource of a workload kind, for dynamic requests.
 pub fn api_resource(kind: WorkloadKind) -> kube::discovery::ApiResource {
@@ -22,56 +33,138 @@ pub fn api_resource(kind: WorkloadKind) -> kube::discovery::ApiResource {
     }
 }
 
-/// The Job to create again: its spec without what the API server generated (selector and the
-/// controller labels it derives from the old uid), its metadata without identity or status, and
-/// the new stamp on the template.
-pub(super) fn fresh_job(mut job: DynamicObject, stamp: &str) -> DynamicObject {
-    let meta = &mut job.metadata;
-    meta.uid = None;
-    meta.resource_version = None;
-    meta.creation_timestamp = None;
-    meta.managed_fields = None;
-    meta.generation = None;
-    meta.deletion_timestamp = None;
-    meta.deletion_grace_period_seconds = None;
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.retain(|k, _| !generated_job_label(k));
-    }
-    if let Some(data) = job.data.as_object_mut() {
-        data.remove("status");
-    }
-    if let Some(spec) = job.data.get_mut("spec").filter(|s| s.is_object()) {
-        spec.as_object_mut().map(|s| s.remove("selector"));
-        if let Some(labels) = spec
-            .pointer_mut("/template/metadata/labels")
-            .and_then(|l| l.as_object_mut())
-        {
-            labels.retain(|k, _| !generated_job_label(k));
-        }
-        if !spec["template"].is_object() {
-            spec["template"] = json!({});
-        }
-        let template = &mut spec["template"];
-        if !template["metadata"].is_object() {
-            template["metadata"] = json!({});
-        }
-        if !template["metadata"]["annotations"].is_object() {
-            template["metadata"]["annotations"] = json!({});
-        }
-        template["metadata"]["annotations"][CONFIG_HASH] = json!(stamp);
-    }
-    job
+/// Writes for the reloader, all under kreload's field manager.
+#[derive(Clone)]
+pub(super) struct Writer {
+    client: Client,
+    identity: String,
 }
 
-/// Labels the Job controller adds from the Job's uid and name.
-fn generated_job_label(key: &str) -> bool {
-    matches!(
-        key,
-        "controller-uid"
-            | "job-name"
-            | "batch.kubernetes.io/controller-uid"
-            | "batch.kubernetes.io/job-name"
-    )
+fn timed_out() -> kube::Error {
+    kube::Error::Service(format!("no answer within {}s", WRITE_TIMEOUT.as_secs()).into())
+}
+
+async fn bounded<T>(f: impl Future<Output = Result<T, kube::Error>>) -> Result<T, kube::Error> {
+    tokio::time::timeout(WRITE_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+}
+
+impl Writer {
+    pub(super) fn new(client: Client, identity: String) -> Self {
+        Writer { client, identity }
+    }
+
+    fn api(&self, id: &WorkloadId) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &id.namespace, &api_resource(id.kind))
+    }
+
+    fn patch_params() -> PatchParams {
+        PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// One merge patch. No resourceVersion, so a concurrent writer does not make it conflict.
+    pub(super) async fn merge(
+        &self,
+        id: &WorkloadId,
+        patch: &serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let api = self.api(id);
+        bounded(api.patch(&id.name, &Self::patch_params(), &Patch::Merge(patch)))
+            .await
+            .map(|_| ())
+    }
+
+    /// One JSON patch (used when a `test` op must guard the write).
+    pub(super) async fn json_patch(
+        &self,
+        id: &WorkloadId,
+        patch: serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let patch: json_patch::Patch =
+            serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
+        let api = self.api(id);
+        bounded(api.patch(&id.name, &Self::patch_params(), &Patch::<()>::Json(patch)))
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn get(&self, id: &WorkloadId) -> Result<Option<DynamicObject>, kube::Error> {
+        let api = self.api(id);
+        bounded(api.get_opt(&id.name)).await
+    }
+
+    /// Deletes exactly the object with this uid (pods go in the background); `Ok(false)` when
+    /// it is gone already or was replaced by another object of the same name.
+    pub(super) async fn delete_uid(&self, id: &WorkloadId, uid: &str) -> Result<bool, kube::Error> {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_owned()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        let api = self.api(id);
+        match bounded(api.delete(&id.name, &dp)).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn create(
+        &self,
+        id: &WorkloadId,
+        object: &DynamicObject,
+    ) -> Result<(), kube::Error> {
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        let api = self.api(id);
+        bounded(api.create(&pp, object)).await.map(|_| ())
+    }
+
+    /// Records one Event on a workload. Each roll gets its own Event (a unique name), so each
+    /// one names its own configs and keys; kube's Recorder would fold later ones into the first
+    /// one's series, note and all.
+    pub(super) async fn event(
+        &self,
+        regarding: ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let namespace = regarding.namespace.clone().unwrap_or_default();
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or("kreload"),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some("Reload".into()),
+            reason: Some(reason.to_owned()),
+            note: Some(note),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            reporting_controller: Some(FIELD_MANAGER.to_owned()),
+            reporting_instance: Some(self.identity.clone()),
+            regarding: Some(regarding),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(error) = bounded(api.create(&PostParams::default(), &event)).await {
+            tracing::debug!(%error, "could not record an Event");
+        }
+    }
 }
 
 pub(super) fn object_ref(w: &WorkloadInfo) -> ObjectReference {

@@ -22,6 +22,11 @@ pub struct WorkloadInfo {
     pub refs: References,
     /// The stamp it carries now (where [`StampLocation`] says).
     pub stamp: Option<String>,
+    /// The hash kreload accounted for after a change it skipped on purpose, when that differs
+    /// from the stamp (`kreload.dev/accounted-hash` on the workload's metadata).
+    pub accounted: Option<String>,
+    /// Whether its rollout is paused (`spec.paused`), by anyone.
+    pub paused: bool,
     /// When kreload paused it after a reload (`pause-period`), as written in the annotation.
     pub paused_at: Option<String>,
 }
@@ -56,6 +61,8 @@ impl WorkloadInfo {
             policy: Arc::new(crate::domain::policy::parse_workload(&a, None).value),
             refs,
             stamp: None,
+            accounted: None,
+            paused: false,
             paused_at: None,
         }
     }
@@ -136,22 +143,27 @@ impl WorkloadIndex {
         Some(old)
     }
 
-    /// Replaces every workload of one kind (after a full re-list), in one namespace or all.
+    /// Replaces every workload of one kind (after a full re-list), in one namespace or all, in
+    /// one step: a reader never sees the kind half listed.
     pub fn replace_kind(&self, kind: WorkloadKind, scope: Option<&str>, fresh: Vec<WorkloadInfo>) {
-        let stale: Vec<WorkloadId> = {
-            let inner = self.inner.read();
-            inner
-                .workloads
-                .keys()
-                .filter(|id| id.kind == kind && scope.is_none_or(|ns| ns == id.namespace))
-                .cloned()
-                .collect()
-        };
+        let mut inner = self.inner.write();
+        let stale: Vec<WorkloadId> = inner
+            .workloads
+            .keys()
+            .filter(|id| id.kind == kind && scope.is_none_or(|ns| ns == id.namespace))
+            .cloned()
+            .collect();
         for id in &stale {
-            self.remove(id);
+            if let Some(old) = inner.workloads.remove(id) {
+                inner.unlink(&old);
+            }
         }
         for info in fresh {
-            self.upsert(info);
+            if let Some(old) = inner.workloads.remove(&info.id) {
+                inner.unlink(&old);
+            }
+            inner.link(&info);
+            inner.workloads.insert(info.id.clone(), Arc::new(info));
         }
     }
 
@@ -159,11 +171,22 @@ impl WorkloadIndex {
         self.inner.read().workloads.get(id).cloned()
     }
 
-    /// Records the stamp a workload now carries (after kreload patched it).
+    /// Records the stamp a workload now carries after kreload rolled it (its accounted hash is
+    /// gone with the roll).
     pub fn set_stamp(&self, id: &WorkloadId, stamp: &str) {
         let mut inner = self.inner.write();
         if let Some(info) = inner.workloads.get_mut(id) {
-            Arc::make_mut(info).stamp = Some(stamp.to_owned());
+            let info = Arc::make_mut(info);
+            info.stamp = Some(stamp.to_owned());
+            info.accounted = None;
+        }
+    }
+
+    /// Records the hash kreload accounted for after a change it skipped on purpose.
+    pub fn set_accounted(&self, id: &WorkloadId, accounted: &str) {
+        let mut inner = self.inner.write();
+        if let Some(info) = inner.workloads.get_mut(id) {
+            Arc::make_mut(info).accounted = Some(accounted.to_owned());
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use parking_lot::RwLock;
 
+use crate::domain::annotations::SYSTEM_NAMESPACE;
 use crate::domain::selector::Selector;
 
 #[derive(Debug, Default)]
@@ -28,6 +29,19 @@ impl NamespaceFilter {
             selector,
             selected: Default::default(),
         }
+    }
+
+    /// The filter of a kreload running in `own_namespace`: as [`NamespaceFilter::new`], and never
+    /// `kube-system` nor its own namespace, for the webhooks and the watcher alike.
+    pub fn excluding_system(
+        only: BTreeSet<String>,
+        mut ignore: BTreeSet<String>,
+        selector: Option<Selector>,
+        own_namespace: &str,
+    ) -> Self {
+        ignore.insert(SYSTEM_NAMESPACE.to_owned());
+        ignore.insert(own_namespace.to_owned());
+        Self::new(only, ignore, selector)
     }
 
     pub fn is_watched(&self, namespace: &str) -> bool {

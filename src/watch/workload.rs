@@ -10,12 +10,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde::Deserialize;
 
-use crate::domain::annotations::{CONFIG_HASH, PAUSED_AT};
+use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH, PAUSED_AT};
 use crate::domain::policy;
 use crate::domain::workload::{LeanWorkloadSpec, StampLocation, WorkloadId, WorkloadKind, rolls};
 use crate::metrics::Metrics;
 use crate::state::index::{WorkloadIndex, WorkloadInfo};
-use crate::state::namespaces::NamespaceFilter;
 use crate::watch::sync::{SyncSet, watch_name};
 
 /// Names the workload kind a [`WatchedWorkload`] is read as.
@@ -109,6 +108,8 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
             policy: Arc::new(policy),
             refs: template.spec.references(),
             stamp,
+            accounted: annotations.get(ACCOUNTED_HASH).cloned(),
+            paused: self.spec.paused,
             paused_at: annotations.get(PAUSED_AT).cloned(),
         })
     }
@@ -120,7 +121,6 @@ pub async fn run<K: WorkloadKindMarker>(
     client: Client,
     scope: Option<String>,
     index: Arc<WorkloadIndex>,
-    namespaces: Arc<NamespaceFilter>,
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
@@ -130,13 +130,10 @@ pub async fn run<K: WorkloadKindMarker>(
         None => Api::all(client),
     };
     let name = watch_name(K::KIND.as_str(), scope.as_deref());
-    let info = |w: &WatchedWorkload<K>| {
-        let ns = w.metadata.namespace.as_deref().unwrap_or_default();
-        if !namespaces.is_watched(ns) {
-            return None;
-        }
-        w.info(auto_reload_all)
-    };
+    // Every opted-in workload is indexed, whether or not its namespace is watched now: a
+    // namespace labelled later (`--namespace-selector`) must find its workloads there. The
+    // namespace filter is applied when deciding.
+    let info = |w: &WatchedWorkload<K>| w.info(auto_reload_all);
     let gauge = || metrics.set_index_workloads(index.len());
     let mut relist = Vec::new();
     let mut stream = watcher::watcher(api, watcher::Config::default().page_size(200))

@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::annotations::ACCOUNTED_HASH;
 use proptest::prelude::*;
 
 fn apply(doc: &Value, base: &str, stamp: &str) -> Value {
@@ -93,4 +94,56 @@ proptest! {
         ann.as_object_mut().unwrap().insert(CONFIG_HASH.to_string(), json!(stamp));
         prop_assert_eq!(out, expected);
     }
+}
+
+#[test]
+fn recreated_jobs_drop_generated_fields_and_carry_the_stamp() {
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "j", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                     "labels": {"team": "a", "batch.kubernetes.io/controller-uid": "u", "job-name": "j"}},
+        "spec": {"selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
+                 "template": {"metadata": {"labels": {"app": "x", "controller-uid": "u", "batch.kubernetes.io/job-name": "j"}},
+                              "spec": {"restartPolicy": "Never"}}},
+        "status": {"succeeded": 1}
+    });
+    let fresh = fresh_job(job, "v1.k.s");
+    assert_eq!(fresh["metadata"]["labels"], json!({"team": "a"}));
+    assert!(
+        fresh["metadata"].get("uid").is_none()
+            && fresh["metadata"].get("resourceVersion").is_none()
+    );
+    assert!(fresh.get("status").is_none() && fresh["spec"].get("selector").is_none());
+    assert_eq!(
+        fresh["spec"]["template"]["metadata"]["labels"],
+        json!({"app": "x"})
+    );
+    assert_eq!(
+        fresh["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH],
+        "v1.k.s"
+    );
+}
+
+#[test]
+fn recreated_jobs_with_a_manual_selector_keep_it_and_its_labels() {
+    let job = json!({
+        "metadata": {"name": "j", "uid": "u", "labels": {"app": "x"},
+                     "annotations": {ACCOUNTED_HASH: "v2.k.a"}},
+        "spec": {"manualSelector": true, "selector": {"matchLabels": {"app": "x", "job-name": "j"}},
+                 "template": {"metadata": {"labels": {"app": "x", "job-name": "j"}}}}
+    });
+    let fresh = fresh_job(job, "v2.k.s");
+    assert_eq!(
+        fresh["spec"]["selector"],
+        json!({"matchLabels": {"app": "x", "job-name": "j"}})
+    );
+    assert_eq!(
+        fresh["spec"]["template"]["metadata"]["labels"],
+        json!({"app": "x", "job-name": "j"})
+    );
+    assert!(
+        fresh["metadata"]["annotations"]
+            .get(ACCOUNTED_HASH)
+            .is_none()
+    );
 }

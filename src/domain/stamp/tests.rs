@@ -19,14 +19,14 @@ fn stamp_is_versioned_keyed_and_hex() {
         ConfigId::new(ConfigKind::Secret, "db"),
         present(&[("password", Some(b"hunter2"))]),
     )]);
-    let stamp = key().stamp(&set);
+    let stamp = key().stamp("ns", &set);
     let parsed = parse(&stamp).unwrap();
-    assert_eq!(parsed.version, "v1");
+    assert_eq!(parsed.version, "v2");
     assert_eq!(parsed.key_id, key().id());
     assert_eq!(parsed.mac.len(), 64);
     assert!(key().is_current(&stamp));
     let other = HashKey::new(vec![8; 32]).unwrap();
-    assert_ne!(other.stamp(&set), stamp);
+    assert_ne!(other.stamp("ns", &set), stamp);
     assert!(!other.is_current(&stamp));
 }
 
@@ -37,7 +37,7 @@ fn stamp_reveals_nothing_of_the_value() {
         ConfigId::new(ConfigKind::Secret, "db"),
         present(&[("password", Some(b"hunter2"))]),
     )]);
-    let stamp = key().stamp(&set);
+    let stamp = key().stamp("ns", &set);
     let sha256 = hex::encode(sha2::Sha256::digest(b"hunter2"));
     assert!(!stamp.contains("hunter2"));
     assert!(!stamp.contains(&sha256[..16]));
@@ -57,7 +57,7 @@ fn absent_config_missing_key_and_empty_config_differ() {
             present(&[("k", Some(b""))]),
         )]),
     ];
-    let stamps: std::collections::BTreeSet<_> = sets.iter().map(|s| key().stamp(s)).collect();
+    let stamps: std::collections::BTreeSet<_> = sets.iter().map(|s| key().stamp("ns", s)).collect();
     assert_eq!(stamps.len(), sets.len());
 }
 
@@ -66,9 +66,27 @@ fn foreign_or_malformed_stamps_are_not_current() {
     let k = key();
     assert!(!k.is_current(""));
     assert!(!k.is_current("v1"));
-    assert!(!k.is_current(&format!("v2.{}.abcd", k.id())));
-    assert!(!k.is_current("v1.deadbeef.abcd"));
+    assert!(
+        !k.is_current(&format!("v1.{}.abcd", k.id())),
+        "recipe v1 is an unknown baseline"
+    );
+    assert!(!k.is_current(&format!("v3.{}.abcd", k.id())));
+    assert!(!k.is_current("v2.deadbeef.abcd"));
     assert!(!k.is_current("0123456789abcdef"));
+}
+
+#[test]
+fn equal_sets_in_two_namespaces_never_stamp_alike() {
+    let set = TriggerSet::from([(
+        ConfigId::new(ConfigKind::Secret, "db"),
+        present(&[("password", Some(b"hunter2"))]),
+    )]);
+    assert_ne!(key().stamp("team-a", &set), key().stamp("team-b", &set));
+    // Length-prefixed: no namespace and set split alike.
+    assert_ne!(
+        encode("ab", &TriggerSet::new()),
+        encode("a", &TriggerSet::new())
+    );
 }
 
 #[test]
@@ -93,8 +111,8 @@ fn arb_set() -> impl Strategy<Value = TriggerSet> {
 
 proptest! {
     #[test]
-    fn different_sets_never_encode_alike(a in arb_set(), b in arb_set()) {
-        prop_assert_eq!(a == b, encode(&a) == encode(&b));
+    fn different_sets_never_encode_alike(a in arb_set(), b in arb_set(), na in "[ab]{0,2}", nb in "[ab]{0,2}") {
+        prop_assert_eq!(a == b && na == nb, encode(&na, &a) == encode(&nb, &b));
     }
 
     #[test]

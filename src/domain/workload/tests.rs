@@ -36,8 +36,8 @@ fn pod_owner_is_derived_from_the_controller_reference() {
     }))
     .unwrap();
     assert_eq!(
-        pod.owner_workload(),
-        Some((WorkloadKind::Deployment, "web-api".into()))
+        pod.owner_candidates(),
+        vec![(WorkloadKind::Deployment, "web-api".into())]
     );
     assert_eq!(pod.shape(), MetadataShape::NoAnnotations);
 
@@ -45,11 +45,39 @@ fn pod_owner_is_derived_from_the_controller_reference() {
         json!({"metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "x"}]}}),
     )
     .unwrap();
-    assert_eq!(orphan.owner_workload(), None);
+    assert!(orphan.owner_candidates().is_empty());
     let sts: LeanPod = serde_json::from_value(json!({"metadata": {"ownerReferences": [{"kind": "StatefulSet", "name": "db", "controller": true}]}})).unwrap();
     assert_eq!(
-        sts.owner_workload(),
-        Some((WorkloadKind::StatefulSet, "db".into()))
+        sts.owner_candidates(),
+        vec![(WorkloadKind::StatefulSet, "db".into())]
+    );
+    let rollout: LeanPod = serde_json::from_value(json!({
+        "metadata": {"labels": {"rollouts-pod-template-hash": "6b7f"},
+                     "ownerReferences": [{"kind": "ReplicaSet", "name": "canary-6b7f", "controller": true}]}
+    }))
+    .unwrap();
+    assert_eq!(
+        rollout.owner_candidates(),
+        vec![(WorkloadKind::Rollout, "canary".into())]
+    );
+    let cron_job_pod: LeanPod = serde_json::from_value(json!({
+        "metadata": {"ownerReferences": [{"kind": "Job", "name": "backup-29411520", "controller": true}]}
+    }))
+    .unwrap();
+    assert_eq!(
+        cron_job_pod.owner_candidates(),
+        vec![
+            (WorkloadKind::CronJob, "backup".into()),
+            (WorkloadKind::Job, "backup-29411520".into())
+        ]
+    );
+    let job_pod: LeanPod = serde_json::from_value(json!({
+        "metadata": {"ownerReferences": [{"kind": "Job", "name": "migrate", "controller": true}]}
+    }))
+    .unwrap();
+    assert_eq!(
+        job_pod.owner_candidates(),
+        vec![(WorkloadKind::Job, "migrate".into())]
     );
 }
 

@@ -82,32 +82,81 @@ fn the_storm_guard_defers_but_never_drops() {
 }
 
 #[test]
-fn failed_rolls_are_retried_with_their_reasons() {
+fn failed_rolls_are_retried_with_their_reasons_and_a_growing_wait() {
     let t0 = Instant::now();
     let mut q = ReloadQueue::new(S, S);
     q.push(w("a"), reason("cm", "x"), t0);
     let (id, p) = q.pop_due(t0 + S).pop().unwrap();
-    q.retry(id, p, t0 + S, S);
-    assert_eq!(q.next_due(), Some(t0 + 2 * S));
-    assert_eq!(q.pop_due(t0 + 2 * S)[0].1.reasons.len(), 1);
+    assert_eq!(q.retry(id, p, t0 + S), RETRY_FIRST);
+    assert_eq!(q.failing(), 1);
+    assert_eq!(q.next_due(), Some(t0 + S + RETRY_FIRST));
+    let (id, p) = q.pop_due(t0 + S + RETRY_FIRST).pop().unwrap();
+    assert_eq!(p.reasons.len(), 1);
+    assert_eq!(q.retry(id, p, t0), 2 * RETRY_FIRST);
+    assert_eq!(backoff(1), RETRY_FIRST);
+    assert_eq!(backoff(3), 4 * RETRY_FIRST);
+    assert_eq!(backoff(40), RETRY_CAP);
+    assert_eq!(backoff(u32::MAX), RETRY_CAP);
+}
+
+#[test]
+fn accounting_is_not_a_roll_and_a_roll_takes_it_over() {
+    let t0 = Instant::now();
+    let mut q = ReloadQueue::new(S, 10 * S);
+    assert!(q.push_account(w("a"), t0));
+    let (id, p) = q.pop_due(t0 + S).pop().unwrap();
+    assert!(!p.roll);
+    // Accounting is not a roll: the storm guard does not hold the next roll back.
+    assert_eq!(
+        q.push(id.clone(), reason("cm", "x"), t0 + S),
+        Pushed::Scheduled
+    );
+    assert!(
+        !q.push_account(id.clone(), t0 + S),
+        "a pending roll accounts for it"
+    );
+    let (id, p) = q.pop_due(t0 + 2 * S).pop().unwrap();
+    assert!(p.roll);
+    q.rolled(&id, t0 + 2 * S);
+    // Accounting pending, then a roll within the interval: a deferred roll.
+    assert!(q.push_account(id.clone(), t0 + 3 * S));
+    assert_eq!(
+        q.push(id.clone(), reason("cm", "y"), t0 + 3 * S),
+        Pushed::Deferred
+    );
+    assert_eq!(q.next_due(), Some(t0 + 12 * S));
+    assert!(q.pop_due(t0 + 12 * S)[0].1.roll);
 }
 
 proptest! {
-    /// However changes arrive, every workload that got one is rolled, rolls of one workload
-    /// are at least the interval apart, and no change is lost.
+    /// However changes arrive (rolls and accounting mixed, some writes failing and retried),
+    /// every workload that got a roll-worthy change is rolled with it, rolls of one workload are
+    /// at least the interval apart, accounting alone never rolls, and no change is lost.
     #[test]
-    fn no_change_is_lost_and_rolls_respect_the_interval(events in proptest::collection::vec((0u8..3, 0u64..5000), 1..60)) {
+    fn no_change_is_lost_and_rolls_respect_the_interval(events in proptest::collection::vec((0u8..3, 0u64..5000, any::<bool>(), 0u8..4), 1..60)) {
         let t0 = Instant::now();
         let (window, interval) = (Duration::from_millis(300), Duration::from_millis(2000));
         let mut q = ReloadQueue::new(window, interval);
         let mut events = events;
-        events.sort_by_key(|(_, at)| *at);
+        events.sort_by_key(|(_, at, _, _)| *at);
         let mut pushed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut rolled: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut last: HashMap<String, Instant> = HashMap::new();
+        // The i-th pop of a roll fails when the i-th event's fail counter says so.
+        let fails: Vec<u8> = events.iter().map(|e| e.3).collect();
+        let mut pops = 0usize;
         let mut drain = |q: &mut ReloadQueue, until: Instant, rolled: &mut BTreeMap<String, BTreeSet<String>>| -> Result<(), TestCaseError> {
             while let Some(due) = q.next_due().filter(|d| *d <= until) {
                 for (id, p) in q.pop_due(due) {
+                    if !p.roll {
+                        prop_assert!(p.reasons.is_empty(), "accounting carries no change");
+                        continue;
+                    }
+                    pops += 1;
+                    if fails[pops % fails.len()] == 0 && p.failures < 3 {
+                        q.retry(id, p, due);
+                        continue;
+                    }
                     if let Some(prev) = last.get(&id.name) {
                         prop_assert!(due.duration_since(*prev) >= interval);
                     }
@@ -120,12 +169,16 @@ proptest! {
             }
             Ok(())
         };
-        for (i, (workload, at)) in events.iter().enumerate() {
+        for (i, (workload, at, roll, _)) in events.iter().enumerate() {
             let now = t0 + Duration::from_millis(*at);
             drain(&mut q, now, &mut rolled)?;
             let name = workload.to_string();
-            q.push(w(&name), reason("cm", &i.to_string()), now);
-            pushed.entry(name).or_default().insert(i.to_string());
+            if *roll {
+                q.push(w(&name), reason("cm", &i.to_string()), now);
+                pushed.entry(name).or_default().insert(i.to_string());
+            } else {
+                q.push_account(w(&name), now);
+            }
         }
         drain(&mut q, t0 + Duration::from_secs(3600), &mut rolled)?;
         prop_assert!(q.is_empty());
