@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod workloads;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -280,7 +282,10 @@ impl Kreload {
             rand_suffix()
         ));
         let health_port = free_port();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kreload"))
+        // KRELOAD_TEST_BIN runs another build (e.g. an older one, to show a test fails on it).
+        let bin = std::env::var("KRELOAD_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kreload").to_owned());
+        let mut child = std::process::Command::new(bin)
             .args(["run", "--local", "--exit-on-stdin-close", "--health-listen"])
             .arg(format!("127.0.0.1:{health_port}"))
             .arg("--kubeconfig")
