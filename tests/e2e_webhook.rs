@@ -97,7 +97,7 @@ async fn pods_are_stamped_with_what_they_consume() {
         .await
         .unwrap();
     let s1 = stamp_of(&p1.metadata).expect("stamped at creation");
-    assert!(s1.starts_with("v1."), "{s1}");
+    assert!(s1.starts_with("v2."), "{s1}");
 
     // A key the pod does not consume changes: the stamp does not.
     set_secret(&ns, "db", "unused", "u1").await;

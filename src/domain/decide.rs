@@ -61,7 +61,7 @@ impl Step {
             }
             Step::Auto => {
                 "The workload references the config and has auto reload on (auto, the typed \
-                 auto for this kind, or --auto-reload-all with auto unset)."
+                 auto for this kind, or --auto-reload-all with neither set)."
             }
             Step::NotOptedIn => "No annotation of the workload asks to roll for this config.",
         }
@@ -93,11 +93,7 @@ pub fn decide(
         (true, Step::ReloadList)
     } else if policy.search && referenced && config.matched {
         (true, Step::Search)
-    } else if referenced
-        && (policy.auto == Some(true)
-            || policy.typed_auto(kind)
-            || (policy.auto.is_none() && auto_reload_all))
-    {
+    } else if referenced && policy.auto_for(kind, auto_reload_all) {
         (true, Step::Auto)
     } else {
         (false, Step::NotOptedIn)

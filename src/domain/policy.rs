@@ -174,21 +174,36 @@ pub struct NameMatcher {
 impl NameMatcher {
     /// Errs with the first entry that is neither a name nor a regex, and why.
     pub fn parse(list: &str) -> Result<NameMatcher, (String, String)> {
+        let (m, mut bad) = Self::parse_lenient(list);
+        if bad.is_empty() {
+            Ok(m)
+        } else {
+            Err(bad.swap_remove(0))
+        }
+    }
+
+    /// Every good entry, and each bad one with why: an object admitted before kreload (or with
+    /// the validating webhook off) keeps the entries that work instead of losing its list.
+    pub fn parse_lenient(list: &str) -> (NameMatcher, Vec<(String, String)>) {
         let mut m = NameMatcher::default();
+        let mut bad = Vec::new();
         for entry in split_list(list) {
             if has_regex_meta(entry) {
                 // Check the entry on its own first: wrapped, `a)|(b` would compile and match
                 // any name starting with `a`.
-                let re = Regex::new(entry)
-                    .and_then(|_| Regex::new(&format!("^(?:{entry})$")))
-                    .map_err(|e| (entry.to_string(), regex_reason(&e)))?;
-                m.patterns.push(re);
+                match Regex::new(entry).and_then(|_| Regex::new(&format!("^(?:{entry})$"))) {
+                    Ok(re) => m.patterns.push(re),
+                    Err(e) => {
+                        bad.push((entry.to_string(), regex_reason(&e)));
+                        continue;
+                    }
+                }
             } else {
                 m.exact.insert(entry.to_string());
             }
             m.entries.push(entry.to_string());
         }
-        Ok(m)
+        (m, bad)
     }
 
     pub fn matches(&self, name: &str) -> bool {
@@ -237,8 +252,10 @@ pub enum PolicySource {
 pub struct WorkloadPolicy {
     /// `None` when absent: only then does `--auto-reload-all` apply.
     pub auto: Option<bool>,
-    pub configmap_auto: bool,
-    pub secret_auto: bool,
+    /// The typed autos; `None` when absent. As in Reloader, a typed auto that is set (even to
+    /// "false") keeps `--auto-reload-all` from applying to its kind.
+    pub configmap_auto: Option<bool>,
+    pub secret_auto: Option<bool>,
     pub search: bool,
     pub configmap_reload: NameMatcher,
     pub secret_reload: NameMatcher,
@@ -272,23 +289,32 @@ impl WorkloadPolicy {
         }
     }
 
-    pub fn typed_auto(&self, kind: ConfigKind) -> bool {
+    pub fn typed_auto(&self, kind: ConfigKind) -> Option<bool> {
         match kind {
             ConfigKind::ConfigMap => self.configmap_auto,
             ConfigKind::Secret => self.secret_auto,
         }
     }
 
-    /// True when some config change could roll this workload: auto true, a typed auto, search, a
-    /// non-empty reload list, or (auto absent and `auto_reload_all`).
-    pub fn opted_in(&self, auto_reload_all: bool) -> bool {
+    /// Whether a referenced config of `kind` rolls the workload through auto: `auto: "true"`,
+    /// the typed auto for `kind` true, or `--auto-reload-all` with neither `auto` nor the typed
+    /// auto for `kind` set (Reloader's rule: `configmap.reloader.stakater.com/auto: "false"` opts
+    /// a workload out of `--auto-reload-all` for ConfigMaps).
+    pub fn auto_for(&self, kind: ConfigKind, auto_reload_all: bool) -> bool {
         self.auto == Some(true)
-            || self.configmap_auto
-            || self.secret_auto
+            || self.typed_auto(kind) == Some(true)
+            || (auto_reload_all && self.auto.is_none() && self.typed_auto(kind).is_none())
+    }
+
+    /// True when some config change could roll this workload: auto through either kind,
+    /// search, or a non-empty reload list.
+    pub fn opted_in(&self, auto_reload_all: bool) -> bool {
+        ConfigKind::ALL
+            .iter()
+            .any(|k| self.auto_for(*k, auto_reload_all))
             || self.search
             || !self.configmap_reload.is_empty()
             || !self.secret_reload.is_empty()
-            || (self.auto.is_none() && auto_reload_all)
     }
 }
 
@@ -383,14 +409,16 @@ fn read_matcher(violations: &mut Vec<Violation>, key: &str, value: Option<&Strin
     let Some(value) = value else {
         return NameMatcher::default();
     };
-    NameMatcher::parse(value).unwrap_or_else(|(entry, reason)| {
-        violations.push(Violation::BadReloadEntry {
-            key: key.to_string(),
-            entry,
-            reason,
-        });
-        NameMatcher::default()
-    })
+    let (matcher, bad) = NameMatcher::parse_lenient(value);
+    violations.extend(
+        bad.into_iter()
+            .map(|(entry, reason)| Violation::BadReloadEntry {
+                key: key.to_string(),
+                entry,
+                reason,
+            }),
+    );
+    matcher
 }
 
 fn read_names(value: Option<&String>) -> BTreeSet<String> {
@@ -434,8 +462,8 @@ pub fn parse_workload(
     let mut violations = Vec::new();
     let v = &mut violations;
     let auto = read_bool(v, AUTO, get(AUTO));
-    let configmap_auto = read_bool(v, CONFIGMAP_AUTO, get(CONFIGMAP_AUTO)).unwrap_or(false);
-    let secret_auto = read_bool(v, SECRET_AUTO, get(SECRET_AUTO)).unwrap_or(false);
+    let configmap_auto = read_bool(v, CONFIGMAP_AUTO, get(CONFIGMAP_AUTO));
+    let secret_auto = read_bool(v, SECRET_AUTO, get(SECRET_AUTO));
     let search = read_bool(v, SEARCH, get(SEARCH)).unwrap_or(false);
     if auto == Some(true) && search {
         v.push(Violation::AutoWithSearch);

@@ -194,16 +194,37 @@ fn auto_reload_all_respects_auto_false() {
     );
 }
 
+#[test]
+fn a_typed_auto_set_to_false_opts_its_kind_out_of_auto_reload_all() {
+    let p = policy(&[(CONFIGMAP_AUTO, "false")]);
+    assert_eq!(
+        decide(&p, ConfigMap, "c", &PLAIN, true, true),
+        d(false, Step::NotOptedIn)
+    );
+    assert_eq!(
+        decide(&p, Secret, "s", &PLAIN, true, true),
+        d(true, Step::Auto),
+        "Secrets still roll under --auto-reload-all"
+    );
+    assert!(p.opted_in(true) && !p.opted_in(false));
+    let both = policy(&[(CONFIGMAP_AUTO, "false"), (SECRET_AUTO, "false")]);
+    assert!(!both.opted_in(true));
+}
+
 fn arb_policy() -> impl Strategy<Value = WorkloadPolicy> {
     let names = || prop::collection::btree_set("[a-c]{1,2}", 0..3);
     (
         prop::option::of(any::<bool>()),
-        any::<[bool; 3]>(),
+        (
+            prop::option::of(any::<bool>()),
+            prop::option::of(any::<bool>()),
+            any::<bool>(),
+        ),
         ("[a-c.*]{0,3}", "[a-c.*]{0,3}"),
         (names(), names()),
     )
         .prop_map(
-            |(auto, [cm, s, search], (cl, sl), (ce, se))| WorkloadPolicy {
+            |(auto, (cm, s, search), (cl, sl), (ce, se))| WorkloadPolicy {
                 auto,
                 configmap_auto: cm,
                 secret_auto: s,

@@ -37,8 +37,8 @@ fn every_bool_key_accepts_go_spellings() {
             assert!(p.violations.is_empty(), "{key}: {s}");
             let got = match key {
                 AUTO => p.value.auto.unwrap(),
-                CONFIGMAP_AUTO => p.value.configmap_auto,
-                SECRET_AUTO => p.value.secret_auto,
+                CONFIGMAP_AUTO => p.value.configmap_auto.unwrap(),
+                SECRET_AUTO => p.value.secret_auto.unwrap(),
                 _ => p.value.search,
             };
             assert_eq!(got, want, "{key}: {s}");
@@ -64,7 +64,7 @@ fn bad_bool_is_a_violation_and_falls_back() {
         );
         let v = &p.value;
         assert_eq!(v.auto, None);
-        assert!(!v.configmap_auto && !v.secret_auto && !v.search);
+        assert!(v.configmap_auto.is_none() && v.secret_auto.is_none() && !v.search);
     }
     let p = parse_config(&ann(&[(MATCH, " true"), (IGNORE, "")]));
     assert_eq!(p.value, ConfigPolicy::default());
@@ -208,7 +208,7 @@ fn reads_every_workload_field() {
     assert!(p.violations.is_empty() && p.warnings.is_empty());
     let v = p.value;
     assert_eq!(v.auto, Some(false));
-    assert!(v.configmap_auto && v.secret_auto && v.search);
+    assert!(v.configmap_auto == Some(true) && v.secret_auto == Some(true) && v.search);
     assert!(v.configmap_reload.matches("cm-a") && v.secret_reload.matches("s-1"));
     assert_eq!(
         v.configmaps_exclude,
@@ -299,6 +299,15 @@ fn auto_with_search_is_denied_only_when_both_true() {
 }
 
 #[test]
+fn a_bad_reload_entry_is_skipped_and_the_rest_of_the_list_kept() {
+    let p = workload(&[(CONFIGMAP_RELOAD, "good, bad(, app-.*")]);
+    assert_eq!(p.violations.len(), 1, "{:?}", p.violations);
+    let list = &p.value.configmap_reload;
+    assert!(list.matches("good") && list.matches("app-1") && !list.matches("bad("));
+    assert_eq!(list.entries(), ["good", "app-.*"]);
+}
+
+#[test]
 fn bad_values_are_violations_with_defaults() {
     let p = workload(&[
         (CONFIGMAP_RELOAD, "good, bad("),
@@ -326,7 +335,9 @@ fn bad_values_are_violations_with_defaults() {
         }
     );
     let v = p.value;
-    assert!(v.configmap_reload.is_empty() && v.secret_reload.is_empty());
+    // The good entries stay; the bad ones are dropped.
+    assert_eq!(v.configmap_reload.entries(), ["good"]);
+    assert!(v.secret_reload.is_empty());
     assert_eq!(v.pause_period, None);
     assert_eq!(v.rollout_strategy, RolloutStrategy::Rollout);
     // Still the workload's: the reload keys are present.
@@ -351,7 +362,8 @@ fn policy_accessors() {
     let v = workload(&[(CONFIGMAP_RELOAD, "c"), (SECRET_AUTO, "true")]).value;
     assert!(v.reload_list(ConfigKind::ConfigMap).matches("c"));
     assert!(!v.reload_list(ConfigKind::Secret).matches("c"));
-    assert!(v.typed_auto(ConfigKind::Secret) && !v.typed_auto(ConfigKind::ConfigMap));
+    assert_eq!(v.typed_auto(ConfigKind::Secret), Some(true));
+    assert_eq!(v.typed_auto(ConfigKind::ConfigMap), None);
     assert_eq!(reload_key(ConfigKind::ConfigMap), CONFIGMAP_RELOAD);
     assert_eq!(reload_key(ConfigKind::Secret), SECRET_RELOAD);
 }
