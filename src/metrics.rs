@@ -113,6 +113,7 @@ pub struct Metrics {
     leader: AtomicI64,
     index_workloads: AtomicI64,
     rolls_failing: AtomicI64,
+    rolls_in_progress: AtomicI64,
     jobs_to_create: AtomicI64,
     /// Whether the gauges have been set (so that they are rendered only once they mean something).
     leader_set: std::sync::atomic::AtomicBool,
@@ -167,6 +168,12 @@ impl Metrics {
     /// Workloads whose last roll failed and that wait for a retry (with backoff).
     pub fn set_rolls_failing(&self, n: usize) {
         self.rolls_failing
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// kreload's rollouts not rolled out yet (what `--max-concurrent-rolls` counts).
+    pub fn set_rolls_in_progress(&self, n: usize) {
+        self.rolls_in_progress
             .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
@@ -293,6 +300,12 @@ impl Metrics {
             "kreload_rolls_failing",
             "Workloads whose last roll failed, waiting for a retry with backoff.",
             self.rolls_failing.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "kreload_rolls_in_progress",
+            "Rollouts kreload started that the workload's controller has not finished.",
+            self.rolls_in_progress.load(Ordering::Relaxed),
         );
         gauge(
             &mut out,

@@ -172,6 +172,17 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub min_roll_interval: Duration,
 
+    /// Cluster-wide pacing: at most this many rolls start in any minute, across all workloads;
+    /// the others wait their turn, never dropped (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_rolls_per_minute: u32,
+
+    /// Cluster-wide pacing: at most this many rollouts started by kreload are in progress at
+    /// once (a rollout counts until its controller has rolled it out, at most 10 minutes; 0: no
+    /// limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_concurrent_rolls: u32,
+
     /// Several replicas: elect one, through a Lease in kreload's namespace, to roll workloads
     /// (all serve admission).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]

@@ -417,6 +417,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             reload_on_create: args.reload_on_create,
             reload_on_delete: args.reload_on_delete,
             ignored_workload_types: ignored_workloads,
+            max_rolls_per_minute: Some(args.max_rolls_per_minute).filter(|n| *n > 0),
+            max_concurrent_rolls: Some(args.max_concurrent_rolls).filter(|n| *n > 0),
         },
         identity,
     );

@@ -284,6 +284,8 @@ pub(crate) struct LeanWorkloadSpec {
     /// Deployments and Rollouts: whether the rollout is paused.
     #[serde(deserialize_with = "null_default")]
     pub(crate) paused: bool,
+    /// Deployments, StatefulSets, Rollouts: the replicas wanted (1 when unset).
+    pub(crate) replicas: Option<i64>,
     #[serde(deserialize_with = "object_or_null")]
     job_template: Option<LeanJobTemplate>,
 }
@@ -334,6 +336,57 @@ impl LeanWorkloadSpec {
 
 /// Accepts only a JSON object (or null / absent, as `None`): serde would otherwise read an array
 /// into a struct field by field, and a patch made for an object would not apply to it.
+/// What a workload's status says of its rollout (the fields kreload reads; absent ones are
+/// `None`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LeanStatus {
+    pub observed_generation: Option<i64>,
+    pub replicas: Option<i64>,
+    pub updated_replicas: Option<i64>,
+    pub available_replicas: Option<i64>,
+    pub current_revision: Option<String>,
+    pub update_revision: Option<String>,
+    pub desired_number_scheduled: Option<i64>,
+    pub updated_number_scheduled: Option<i64>,
+    pub number_available: Option<i64>,
+}
+
+impl LeanWorkloadSpec {
+    /// Whether the workload's controller has rolled out its current template (what
+    /// `kubectl rollout status` waits for), for the cluster-wide pacing of rolls. Kinds without
+    /// a rollout (CronJobs, Jobs) are always done.
+    pub(crate) fn rolled_out(
+        &self,
+        kind: WorkloadKind,
+        generation: Option<i64>,
+        status: &LeanStatus,
+    ) -> bool {
+        let observed = status.observed_generation >= generation;
+        let want = self.replicas.unwrap_or(1);
+        match kind {
+            WorkloadKind::Deployment | WorkloadKind::Rollout => {
+                observed
+                    && status.updated_replicas.unwrap_or(0) >= want
+                    && status.replicas.unwrap_or(0) <= want
+                    && status.available_replicas.unwrap_or(0) >= want
+            }
+            WorkloadKind::StatefulSet => {
+                observed
+                    && status.updated_replicas.unwrap_or(0) >= want
+                    && status.current_revision == status.update_revision
+            }
+            WorkloadKind::DaemonSet => {
+                let desired = status.desired_number_scheduled.unwrap_or(0);
+                observed
+                    && status.updated_number_scheduled.unwrap_or(0) >= desired
+                    && status.number_available.unwrap_or(0) >= desired
+            }
+            WorkloadKind::CronJob | WorkloadKind::Job => true,
+        }
+    }
+}
+
 pub(crate) fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,

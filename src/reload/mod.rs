@@ -29,7 +29,7 @@ mod writes;
 
 pub use affected::{Effect, affected};
 use jobs::JobCreates;
-use queue::{Pending, Pushed, Reasons, ReloadQueue};
+use queue::{Pace, Pending, Pushed, Reasons, ReloadQueue};
 pub use writes::{WRITE_TIMEOUT, api_resource};
 use writes::{Writer, describe, now_rfc3339, object_ref};
 
@@ -44,7 +44,15 @@ pub struct ReloadSettings {
     pub reload_on_create: bool,
     pub reload_on_delete: bool,
     pub ignored_workload_types: BTreeSet<WorkloadKind>,
+    /// Cluster-wide pacing (`--max-rolls-per-minute`, `--max-concurrent-rolls`); `None`: no
+    /// limit.
+    pub max_rolls_per_minute: Option<u32>,
+    pub max_concurrent_rolls: Option<u32>,
 }
+
+/// How long a rollout kreload started counts as in progress at most, for the pacing (a rollout
+/// stuck longer, say on an image that never pulls, must not hold back every other roll).
+const ROLLOUT_COUNTS_FOR: Duration = Duration::from_secs(600);
 
 /// Rolls workloads on the leader: holds the stamp computation, reads the store and the index.
 pub struct Reloader {
@@ -56,6 +64,12 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     settings: ReloadSettings,
     jobs: Mutex<JobCreates>,
+}
+
+/// The cluster-wide pacing and kreload's rollouts in progress (the stamp each was rolled to).
+struct Pacing {
+    pace: Pace,
+    rolling: HashMap<WorkloadId, (Instant, String)>,
 }
 
 /// What one due item did.
@@ -281,15 +295,37 @@ impl Reloader {
             .collect()
     }
 
-    /// Rolls everything due, a few writes at once, and records the outcomes.
+    /// kreload's rollouts still in progress (for the pacing): rolled by it less than
+    /// [`ROLLOUT_COUNTS_FOR`] ago, and the workload's controller has not rolled out that stamp
+    /// yet. Forgets the others.
+    fn rollouts_in_progress(
+        &self,
+        rolling: &mut HashMap<WorkloadId, (Instant, String)>,
+        now: Instant,
+    ) -> usize {
+        rolling.retain(|id, (at, stamp)| {
+            now.duration_since(*at) < ROLLOUT_COUNTS_FOR
+                && self
+                    .index
+                    .get(id)
+                    .is_some_and(|w| w.stamp.as_ref() != Some(stamp) || !w.rolled_out)
+        });
+        rolling.len()
+    }
+
+    /// Rolls everything due (as far as the pacing allows), a few writes at once, and records
+    /// the outcomes.
     async fn roll_due(
         &self,
         queue: &mut ReloadQueue,
         pauses: &mut HashMap<WorkloadId, Instant>,
+        pacing: &mut Pacing,
         leader: &watch::Receiver<bool>,
     ) {
         let now = Instant::now();
-        let due = queue.pop_due(now);
+        let in_progress = self.rollouts_in_progress(&mut pacing.rolling, now);
+        let budget = pacing.pace.budget(now, in_progress);
+        let due = queue.pop_due_paced(now, budget);
         let results: Vec<_> = futures::stream::iter(due)
             .map(|(id, pending)| async {
                 let result = self.roll(&id, &pending, leader).await;
@@ -302,6 +338,10 @@ impl Reloader {
             match result {
                 Ok(Done::Rolled { pause_for }) => {
                     queue.rolled(&id, now);
+                    pacing.pace.started(now);
+                    if let Some(stamp) = self.index.get(&id).and_then(|w| w.stamp.clone()) {
+                        pacing.rolling.insert(id.clone(), (now, stamp));
+                    }
                     self.metrics.reload(id.kind, RollResult::Success);
                     if let Some(p) = pause_for {
                         pauses.insert(id, now + p);
@@ -332,6 +372,8 @@ impl Reloader {
             }
         }
         self.metrics.set_rolls_failing(queue.failing());
+        self.metrics
+            .set_rolls_in_progress(self.rollouts_in_progress(&mut pacing.rolling, now));
     }
 
     /// Resumes the Deployments whose pause is over.
@@ -385,6 +427,13 @@ impl Reloader {
             self.settings.min_roll_interval,
         );
         let mut pauses: HashMap<WorkloadId, Instant> = HashMap::new();
+        let mut pacing = Pacing {
+            pace: Pace::new(
+                self.settings.max_rolls_per_minute,
+                self.settings.max_concurrent_rolls,
+            ),
+            rolling: HashMap::new(),
+        };
         let mut leading = false;
         loop {
             if *leader.borrow_and_update() != leading {
@@ -407,7 +456,16 @@ impl Reloader {
                 }
             }
             let jobs_due = self.jobs.lock().next_due();
-            let next = [queue.next_due(), pauses.values().min().copied(), jobs_due]
+            let now = Instant::now();
+            // Rolls held back by the pacing: wake when a per-minute slot frees, and look at
+            // rollouts in progress every second.
+            let queue_due = if pacing.pace.is_limited() && queue.has_due_roll(now) {
+                let poll = now + Duration::from_secs(1);
+                Some(pacing.pace.next_slot().map_or(poll, |t| t.min(poll)))
+            } else {
+                queue.next_due()
+            };
+            let next = [queue_due, pauses.values().min().copied(), jobs_due]
                 .into_iter()
                 .flatten()
                 .min()
@@ -435,7 +493,7 @@ impl Reloader {
                 _ = leader.changed() => {}
                 () = async { match next { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
                     if leading {
-                        self.roll_due(&mut queue, &mut pauses, &leader).await;
+                        self.roll_due(&mut queue, &mut pauses, &mut pacing, &leader).await;
                         self.resume_due(&mut pauses, &leader).await;
                     }
                     self.create_jobs_due().await;

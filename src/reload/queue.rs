@@ -4,7 +4,7 @@
 //! changes skipped on purpose (no roll, so no storm guard), and retries with exponential
 //! backoff.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::domain::config::ConfigId;
@@ -134,18 +134,37 @@ impl ReloadQueue {
 
     /// Takes every roll due at `now`, oldest first.
     pub fn pop_due(&mut self, now: Instant) -> Vec<(WorkloadId, Pending)> {
-        let due: Vec<WorkloadId> = self
+        self.pop_due_paced(now, usize::MAX)
+    }
+
+    /// Takes what is due at `now`, oldest first: every accounting, and at most `rolls` rolls
+    /// (cluster-wide pacing); the other due rolls stay, first in line for the next time.
+    pub fn pop_due_paced(&mut self, now: Instant, rolls: usize) -> Vec<(WorkloadId, Pending)> {
+        let mut due: Vec<(Instant, bool, WorkloadId)> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.due.is_some_and(|d| d <= now))
-            .map(|(id, _)| id.clone())
+            .filter_map(|(id, p)| Some((p.due.filter(|d| *d <= now)?, p.roll, id.clone())))
             .collect();
-        let mut out: Vec<(WorkloadId, Pending)> = due
-            .into_iter()
-            .filter_map(|id| self.pending.remove_entry(&id))
-            .collect();
-        out.sort_by_key(|(id, p)| (p.due, id.clone()));
+        due.sort();
+        let mut budget = rolls;
+        let mut out = Vec::with_capacity(due.len());
+        for (_, roll, id) in due {
+            if roll {
+                if budget == 0 {
+                    continue;
+                }
+                budget -= 1;
+            }
+            out.extend(self.pending.remove_entry(&id));
+        }
         out
+    }
+
+    /// Whether a roll is due at `now` (and waits for pacing if it is still here after a pop).
+    pub fn has_due_roll(&self, now: Instant) -> bool {
+        self.pending
+            .values()
+            .any(|p| p.roll && p.due.is_some_and(|d| d <= now))
     }
 
     /// Records that a workload rolled at `now` (starts its storm-guard interval).
@@ -202,6 +221,70 @@ impl ReloadQueue {
     /// Drops everything (on losing leadership: the next leader recomputes from the cluster).
     pub fn clear(&mut self) {
         self.pending.clear();
+    }
+}
+
+/// Cluster-wide pacing of rolls, on top of each workload's storm guard: at most `per_minute`
+/// rolls start in any minute, and at most `concurrent` of kreload's rollouts are in progress at
+/// once. Rolls held back wait in the queue, first in line; nothing is dropped.
+#[derive(Debug, Default)]
+pub struct Pace {
+    per_minute: Option<u32>,
+    concurrent: Option<u32>,
+    /// When the rolls of the last minute started.
+    starts: VecDeque<Instant>,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+impl Pace {
+    pub fn new(per_minute: Option<u32>, concurrent: Option<u32>) -> Self {
+        Pace {
+            per_minute: per_minute.filter(|n| *n > 0),
+            concurrent: concurrent.filter(|n| *n > 0),
+            starts: VecDeque::new(),
+        }
+    }
+
+    pub fn is_limited(&self) -> bool {
+        self.per_minute.is_some() || self.concurrent.is_some()
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while self
+            .starts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+        {
+            self.starts.pop_front();
+        }
+    }
+
+    /// How many rolls may start at `now`, with `in_progress` of kreload's rollouts not done.
+    pub fn budget(&mut self, now: Instant, in_progress: usize) -> usize {
+        self.forget_old(now);
+        let by_rate = self.per_minute.map_or(usize::MAX, |n| {
+            (n as usize).saturating_sub(self.starts.len())
+        });
+        let by_concurrency = self
+            .concurrent
+            .map_or(usize::MAX, |n| (n as usize).saturating_sub(in_progress));
+        by_rate.min(by_concurrency)
+    }
+
+    /// Records that a roll started at `now`.
+    pub fn started(&mut self, now: Instant) {
+        if self.per_minute.is_some() {
+            self.starts.push_back(now);
+        }
+    }
+
+    /// When the per-minute limit frees its next slot (`None`: it does not hold anything back).
+    pub fn next_slot(&self) -> Option<Instant> {
+        let n = self.per_minute? as usize;
+        (self.starts.len() >= n)
+            .then(|| self.starts.front().map(|t| *t + MINUTE))
+            .flatten()
     }
 }
 

@@ -14,6 +14,8 @@ fn settings() -> ReloadSettings {
         reload_on_create: false,
         reload_on_delete: false,
         ignored_workload_types: BTreeSet::new(),
+        max_rolls_per_minute: None,
+        max_concurrent_rolls: None,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct WorkloadInfo {
     pub accounted: Option<String>,
     /// Whether its rollout is paused (`spec.paused`), by anyone.
     pub paused: bool,
+    /// Whether its controller has rolled out its current template.
+    pub rolled_out: bool,
     /// When kreload paused it after a reload (`pause-period`), as written in the annotation.
     pub paused_at: Option<String>,
 }
@@ -63,6 +65,7 @@ impl WorkloadInfo {
             stamp: None,
             accounted: None,
             paused: false,
+            rolled_out: true,
             paused_at: None,
         }
     }

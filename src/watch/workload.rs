@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH, PAUSED_AT};
 use crate::domain::policy;
-use crate::domain::workload::{LeanWorkloadSpec, StampLocation, WorkloadId, WorkloadKind, rolls};
+use crate::domain::workload::{
+    LeanStatus, LeanWorkloadSpec, StampLocation, WorkloadId, WorkloadKind, rolls,
+};
 use crate::metrics::Metrics;
 use crate::state::index::{WorkloadIndex, WorkloadInfo};
 use crate::watch::sync::{SyncSet, watch_name};
@@ -45,6 +47,8 @@ pub struct WatchedWorkload<K: WorkloadKindMarker> {
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "crate::domain::refs::null_default")]
     spec: LeanWorkloadSpec,
+    #[serde(default, deserialize_with = "crate::domain::refs::null_default")]
+    status: LeanStatus,
     #[serde(skip)]
     kind: PhantomData<K>,
 }
@@ -110,6 +114,9 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
             stamp,
             accounted: annotations.get(ACCOUNTED_HASH).cloned(),
             paused: self.spec.paused,
+            rolled_out: self
+                .spec
+                .rolled_out(K::KIND, self.metadata.generation, &self.status),
             paused_at: annotations.get(PAUSED_AT).cloned(),
         })
     }

@@ -185,3 +185,93 @@ proptest! {
         prop_assert_eq!(pushed, rolled);
     }
 }
+
+#[test]
+fn pacing_holds_rolls_back_and_lets_accounting_through() {
+    let t0 = Instant::now();
+    let mut q = ReloadQueue::new(Duration::ZERO, Duration::ZERO);
+    for name in ["a", "b", "c"] {
+        q.push(w(name), reason("cm", "x"), t0);
+    }
+    q.push_account(w("d"), t0);
+    let mut pace = Pace::new(Some(2), None);
+    let budget = pace.budget(t0, 0);
+    let popped = q.pop_due_paced(t0, budget);
+    assert_eq!(popped.iter().filter(|(_, p)| p.roll).count(), 2);
+    assert!(popped.iter().any(|(id, p)| id.name == "d" && !p.roll));
+    for _ in 0..2 {
+        pace.started(t0);
+    }
+    assert!(q.has_due_roll(t0), "the third roll waits, first in line");
+    assert_eq!(pace.budget(t0 + S, 0), 0);
+    assert_eq!(pace.next_slot(), Some(t0 + Duration::from_secs(60)));
+    assert_eq!(pace.budget(t0 + Duration::from_secs(60), 0), 2);
+    let mut pace = Pace::new(None, Some(1));
+    assert_eq!(pace.budget(t0, 1), 0);
+    assert_eq!(pace.budget(t0, 0), 1);
+    assert!(
+        !Pace::new(Some(0), Some(0)).is_limited(),
+        "0 means no limit"
+    );
+}
+
+proptest! {
+    /// Under cluster-wide pacing, at most `per_minute` rolls start in any minute, at most
+    /// `concurrent` rollouts are in progress, and every change still rolls in the end.
+    #[test]
+    fn pacing_keeps_its_limits_and_drops_nothing(
+        events in proptest::collection::vec((0u8..8, 0u64..30_000), 1..40),
+        durations in proptest::collection::vec(1u64..20_000, 8),
+        per_minute in proptest::option::of(1u32..5),
+        concurrent in proptest::option::of(1u32..4),
+    ) {
+        let t0 = Instant::now();
+        let mut q = ReloadQueue::new(Duration::from_millis(200), Duration::from_millis(1000));
+        let mut pace = Pace::new(per_minute, concurrent);
+        let mut events = events;
+        events.sort_by_key(|(_, at)| *at);
+        let mut pushed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut rolled: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut starts: Vec<Instant> = Vec::new();
+        // Rollouts in progress: when each ends.
+        let mut running: Vec<Instant> = Vec::new();
+        let mut next_event = 0;
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(3600);
+        while now < end {
+            while next_event < events.len() && t0 + Duration::from_millis(events[next_event].1) <= now {
+                let (workload, _) = events[next_event];
+                let name = workload.to_string();
+                q.push(w(&name), reason("cm", &next_event.to_string()), now);
+                pushed.entry(name).or_default().insert(next_event.to_string());
+                next_event += 1;
+            }
+            running.retain(|done| *done > now);
+            let budget = pace.budget(now, running.len());
+            for (id, p) in q.pop_due_paced(now, budget) {
+                prop_assert!(p.roll);
+                pace.started(now);
+                starts.push(now);
+                q.rolled(&id, now);
+                let d = durations[id.name.parse::<usize>().unwrap()];
+                running.push(now + Duration::from_millis(d));
+                if let Some(c) = concurrent {
+                    prop_assert!(running.len() <= c as usize, "{} rollouts at once", running.len());
+                }
+                if let Some(n) = per_minute {
+                    let in_minute = starts.iter().filter(|s| now.duration_since(**s) < Duration::from_secs(60)).count();
+                    prop_assert!(in_minute <= n as usize, "{in_minute} starts in a minute");
+                }
+                for keys in p.reasons.values() {
+                    rolled.entry(id.name.clone()).or_default().extend(keys.iter().cloned());
+                }
+            }
+            if next_event == events.len() && q.is_empty() {
+                break;
+            }
+            now += Duration::from_millis(100);
+        }
+        prop_assert!(q.is_empty(), "rolls still waiting after an hour");
+        prop_assert_eq!(pushed, rolled);
+    }
+}
