@@ -109,6 +109,8 @@ pub struct Metrics {
     skipped: [Counter; SkipReason::ALL.len()],
     coalesced: Counter,
     deferred: Counter,
+    alerts_sent: Counter,
+    alerts_failed: Counter,
     watch_events: Mutex<BTreeMap<&'static str, u64>>,
     leader: AtomicI64,
     index_workloads: AtomicI64,
@@ -153,6 +155,15 @@ impl Metrics {
     /// A roll was pushed back by the storm guard.
     pub fn deferred(&self) {
         self.deferred.add(1);
+    }
+
+    /// An alert (or `--webhook-url` call) was delivered, or given up (or dropped: queue full).
+    pub fn alert(&self, delivered: bool) {
+        if delivered {
+            self.alerts_sent.add(1);
+        } else {
+            self.alerts_failed.add(1);
+        }
     }
 
     /// A watch event of `kind` (a config or workload kind name) arrived.
@@ -266,6 +277,18 @@ impl Metrics {
             "kreload_changes_deferred_total",
             "Rolls pushed back by the storm guard.",
             single(self.deferred.get()),
+        );
+        counter(
+            &mut out,
+            "kreload_alerts_sent_total",
+            "Alerts on reload (and --webhook-url calls) delivered.",
+            single(self.alerts_sent.get()),
+        );
+        counter(
+            &mut out,
+            "kreload_alerts_failed_total",
+            "Alerts on reload (and --webhook-url calls) given up after retries, or dropped.",
+            single(self.alerts_failed.get()),
         );
         let events = self
             .watch_events

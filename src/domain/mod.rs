@@ -2,6 +2,7 @@
 //! here does I/O, reads a clock, or knows about the API server's client types: the shells above
 //! hand it plain values and act on what it returns, so every rule is tested here, fast.
 
+pub mod alert;
 pub mod annotations;
 pub mod check;
 pub mod config;

@@ -12,6 +12,7 @@ use kube::api::DynamicObject;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
+use crate::domain::alert::{reload_message, upgrade_webhook_payload};
 use crate::domain::entry::ConfigChange;
 use crate::domain::patch::{Roll, account_patch, fresh_job, resume_patch, roll_patch};
 use crate::domain::stamper::Stamper;
@@ -22,12 +23,14 @@ use crate::state::namespaces::NamespaceFilter;
 use crate::state::store::DigestStore;
 
 pub mod affected;
+pub mod alerts;
 mod jobs;
 pub mod lease;
 pub mod queue;
 mod writes;
 
 pub use affected::{Effect, affected};
+use alerts::Alerts;
 use jobs::JobCreates;
 use queue::{Pace, Pending, Pushed, Reasons, ReloadQueue};
 pub use writes::{WRITE_TIMEOUT, api_resource};
@@ -64,6 +67,10 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     settings: ReloadSettings,
     jobs: Mutex<JobCreates>,
+    /// Alerts on reload (`ALERT_ON_RELOAD`).
+    alerts: Option<Alerts>,
+    /// `--webhook-url`: call it instead of rolling.
+    instead_of_rolling: Option<Alerts>,
 }
 
 /// The cluster-wide pacing and kreload's rollouts in progress (the stamp each was rolled to).
@@ -100,7 +107,22 @@ impl Reloader {
             metrics,
             settings,
             jobs: Mutex::default(),
+            alerts: None,
+            instead_of_rolling: None,
         }
+    }
+
+    /// Sends an alert for each roll.
+    pub fn with_alerts(mut self, alerts: Alerts) -> Self {
+        self.alerts = Some(alerts);
+        self
+    }
+
+    /// Calls a URL (Reloader's `--webhook-url` payload) for each change that would roll
+    /// something, and rolls nothing.
+    pub fn instead_of_rolling(mut self, webhook: Alerts) -> Self {
+        self.instead_of_rolling = Some(webhook);
+        self
     }
 
     pub fn affected(&self, change: &ConfigChange) -> Vec<(WorkloadId, Effect)> {
@@ -337,6 +359,15 @@ impl Reloader {
         for (id, pending, result) in results {
             match result {
                 Ok(Done::Rolled { pause_for }) => {
+                    if let Some(alerts) = &self.alerts {
+                        alerts.alert(&reload_message(
+                            &describe(&pending.reasons),
+                            &id.namespace,
+                            id.kind.as_str(),
+                            &id.name,
+                            alerts.additional_info(),
+                        ));
+                    }
                     queue.rolled(&id, now);
                     pacing.pace.started(now);
                     if let Some(stamp) = self.index.get(&id).and_then(|w| w.stamp.clone()) {
@@ -439,7 +470,7 @@ impl Reloader {
             if *leader.borrow_and_update() != leading {
                 leading = !leading;
                 self.metrics.set_leader(leading);
-                if leading {
+                if leading && self.instead_of_rolling.is_none() {
                     let drift = self.startup_drift();
                     tracing::info!(
                         workloads = drift.len(),
@@ -477,7 +508,16 @@ impl Reloader {
                         continue;
                     }
                     let now = Instant::now();
-                    for (id, effect) in self.affected(&change) {
+                    let effects = self.affected(&change);
+                    if let Some(webhook) = &self.instead_of_rolling {
+                        // Reloader's --webhook-url: one call per change that would roll something.
+                        if effects.iter().any(|(_, e)| matches!(e, Effect::Roll(_))) {
+                            tracing::info!(namespace = %change.namespace, config = %change.id, "calling --webhook-url instead of rolling");
+                            webhook.send(upgrade_webhook_payload());
+                        }
+                        continue;
+                    }
+                    for (id, effect) in effects {
                         match effect {
                             Effect::Roll(reasons) => match queue.push(id, reasons, now) {
                                 Pushed::Merged => self.metrics.coalesced(),
