@@ -40,6 +40,20 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Per opted-in workload: its trigger set, template stamp vs current hash, pods and stale pods.
     Status(StatusArgs),
+    /// Print kreload chart values for a Reloader Helm values file, and what has no equivalent.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    /// Reloader's Helm values file (YAML; `-` for stdin).
+    #[arg(long = "reloader-values", required = true)]
+    pub reloader_values: PathBuf,
+
+    /// The namespace Reloader ran in: with `reloader.watchGlobally: false` it watched only that
+    /// namespace, which kreload then watches.
+    #[arg(long)]
+    pub reloader_namespace: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
