@@ -21,5 +21,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Explain(args) => kreload::cli::commands::explain(&args).await,
         Command::Status(args) => kreload::cli::commands::status(&args).await,
+        Command::Migrate(args) => kreload::cli::migrate::command(&args),
     }
 }

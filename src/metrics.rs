@@ -1,6 +1,10 @@
 //! Prometheus metrics in text format. Every metric is a typed handle declared here, once, with
 //! its name and help text; call sites say what happened (`metrics.skipped(SkipReason::Created)`)
-//! and never spell a metric name. No label value ever carries object data, only fixed words.
+//! and never spell a metric name. No label value ever carries object data, only fixed words; the
+//! one exception is Reloader's opt-in per-namespace counter, whose label is a namespace's name.
+//!
+//! Reloader's metric names are served beside kreload's own, counted from the same handles, so
+//! that dashboards and alerts written for Reloader keep working after the switch.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -120,6 +124,10 @@ pub struct Metrics {
     /// Whether the gauges have been set (so that they are rendered only once they mean something).
     leader_set: std::sync::atomic::AtomicBool,
     index_set: std::sync::atomic::AtomicBool,
+    /// Reloader's `METRICS_COUNT_BY_NAMESPACE=enabled`: serve the per-namespace counter.
+    count_by_namespace: std::sync::atomic::AtomicBool,
+    /// Rolls by (namespace, success), for that counter.
+    reloads_by_namespace: Mutex<BTreeMap<(String, bool), u64>>,
 }
 
 impl Metrics {
@@ -137,9 +145,28 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// A roll of a workload of `kind` ended with `result`.
+    /// A roll of a workload of `kind` ended with `result`. Counts Reloader's
+    /// `reloader_reload_executed_total` too.
     pub fn reload(&self, kind: WorkloadKind, result: RollResult) {
         self.reloads[kind as usize][result as usize].add(1);
+    }
+
+    /// As [`Metrics::reload`], for a workload in `namespace`: also counts Reloader's
+    /// `reloader_reload_executed_total_by_namespace` when that counter is on.
+    pub fn reload_in(&self, namespace: &str, kind: WorkloadKind, result: RollResult) {
+        self.reload(kind, result);
+        if self.count_by_namespace.load(Ordering::Relaxed) {
+            *self
+                .reloads_by_namespace
+                .lock()
+                .entry((namespace.to_owned(), result == RollResult::Success))
+                .or_default() += 1;
+        }
+    }
+
+    /// Serve Reloader's per-namespace reload counter (its `METRICS_COUNT_BY_NAMESPACE=enabled`).
+    pub fn set_count_by_namespace(&self, on: bool) {
+        self.count_by_namespace.store(on, Ordering::Relaxed);
     }
 
     /// A change did not roll a workload, for `reason`.
@@ -243,6 +270,7 @@ impl Metrics {
             "Rolls by workload kind and result.",
             reloads,
         );
+        self.render_reloader(&mut out);
         let skipped = SkipReason::ALL
             .iter()
             .map(|r| {
@@ -348,6 +376,48 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Reloader's reload counters, under its names, labels and help texts. Like Reloader, both
+    /// `success` series are served from the start (at 0), and the per-namespace counter only
+    /// when it is on.
+    fn render_reloader(&self, out: &mut String) {
+        let (mut succeeded, mut failed) = (0, 0);
+        for kind in WorkloadKind::ALL {
+            succeeded += self.reloads[kind as usize][RollResult::Success as usize].get();
+            failed += self.reloads[kind as usize][RollResult::Error as usize].get();
+        }
+        let name = "reloader_reload_executed_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Counter of reloads executed by Reloader.\n# TYPE {name} counter"
+        );
+        let _ = writeln!(out, "{name}{{success=\"false\"}} {failed}");
+        let _ = writeln!(out, "{name}{{success=\"true\"}} {succeeded}");
+        if !self.count_by_namespace.load(Ordering::Relaxed) {
+            return;
+        }
+        let name = "reloader_reload_executed_total_by_namespace";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Counter of reloads executed by Reloader by namespace.\n# TYPE {name} counter"
+        );
+        for ((namespace, success), n) in self.reloads_by_namespace.lock().iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{}\",success=\"{success}\"}} {n}",
+                escape_label(namespace)
+            );
+        }
+    }
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Renders one counter's series (labels, value); nothing when none has moved.
 fn counter(out: &mut String, name: &str, help: &str, series: Vec<(String, u64)>) {
     if series.is_empty() {
@@ -391,5 +461,37 @@ mod tests {
         assert!(text.contains("kreload_leader 1"));
         assert!(!text.contains("kreload_index_workloads"));
         assert!(text.contains("kreload_store_configs{kind=\"Secret\"} 0"));
+    }
+
+    #[test]
+    fn reloaders_counters_are_counted_from_the_same_handles() {
+        let m = Metrics::default();
+        // Served from the start, at 0, as Reloader does; no per-namespace counter unless on.
+        let text = m.render(&DigestStore::new());
+        assert!(text.contains("# TYPE reloader_reload_executed_total counter"));
+        assert!(text.contains("reloader_reload_executed_total{success=\"false\"} 0"));
+        assert!(text.contains("reloader_reload_executed_total{success=\"true\"} 0"));
+        m.reload(WorkloadKind::Deployment, RollResult::Success);
+        m.reload(WorkloadKind::CronJob, RollResult::Success);
+        m.reload_in("team-a", WorkloadKind::StatefulSet, RollResult::Error);
+        let text = m.render(&DigestStore::new());
+        assert!(text.contains("reloader_reload_executed_total{success=\"true\"} 2"));
+        assert!(text.contains("reloader_reload_executed_total{success=\"false\"} 1"));
+        assert!(!text.contains("reloader_reload_executed_total_by_namespace"));
+
+        m.set_count_by_namespace(true);
+        m.reload_in("team-a", WorkloadKind::Deployment, RollResult::Success);
+        m.reload_in("team-a", WorkloadKind::Deployment, RollResult::Success);
+        m.reload_in("team-\"b", WorkloadKind::Deployment, RollResult::Error);
+        let text = m.render(&DigestStore::new());
+        assert!(text.contains("# TYPE reloader_reload_executed_total_by_namespace counter"));
+        assert!(text.contains(
+            "reloader_reload_executed_total_by_namespace{namespace=\"team-a\",success=\"true\"} 2"
+        ));
+        assert!(text.contains(
+            "reloader_reload_executed_total_by_namespace{namespace=\"team-\\\"b\",success=\"false\"} 1"
+        ));
+        assert!(text.contains("reloader_reload_executed_total{success=\"true\"} 4"));
+        assert!(text.contains("kreload_reloads_total{kind=\"Deployment\",result=\"success\"} 3"));
     }
 }

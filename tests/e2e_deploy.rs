@@ -111,13 +111,25 @@ fn unique(prefix: &str) -> String {
 fn chart_lints_and_checked_in_manifests_are_current() {
     for sets in [
         vec![],
-        vec!["rbac.namespaced=true", "watchNamespaces={a,b}"],
+        vec![
+            "rbac.namespaced=true",
+            "watchNamespaces={a,b}",
+            "certificates.mode=cert-manager",
+        ],
         vec![
             "certificates.mode=files",
             "certificates.files.secretName=tls",
             "certificates.files.caBundle=Q0E=",
         ],
-        vec!["certificates.mode=self-managed"],
+        vec!["certificates.mode=cert-manager"],
+        vec![
+            "serviceMonitor.enabled=true",
+            "podMonitor.enabled=true",
+            "networkPolicy.enabled=true",
+            "metricsCountByNamespace=true",
+            "extraEnv[0].name=ALERT_SINK",
+            "extraEnv[0].value=slack",
+        ],
     ] {
         let mut args = vec!["lint", "--strict", "deploy/helm/kreload"];
         for s in &sets {
@@ -137,13 +149,12 @@ fn chart_lints_and_checked_in_manifests_are_current() {
         (vec!["rbac.namespaced=true"], "needs watchNamespaces"),
         (vec!["certificates.mode=files"], "caBundle"),
         (
-            vec![
-                "certificates.mode=self-managed",
-                "rbac.namespaced=true",
-                "watchNamespaces={a}",
-            ],
+            // Self-managed certificates, the default, need the ClusterRole.
+            vec!["rbac.namespaced=true", "watchNamespaces={a}"],
             "needs a ClusterRole",
         ),
+        (vec!["serviceMonitor.enabled=yes"], "serviceMonitor"),
+        (vec!["networkPolicy.from=x"], "networkPolicy"),
         (vec!["logFormat=xml"], "logFormat"),
     ] {
         let mut args = vec!["template", "kreload", "deploy/helm/kreload"];
@@ -183,7 +194,11 @@ fn chart_defaults_ship_the_webhook_configurations_unchanged() {
     // passed, and the webhooks narrowed to those namespaces.
     let docs = documents(&helm_template(
         "kr",
-        &["rbac.namespaced=true", "watchNamespaces={a,b}"],
+        &[
+            "rbac.namespaced=true",
+            "watchNamespaces={a,b}",
+            "certificates.mode=cert-manager",
+        ],
     ));
     assert!(
         !docs.iter().any(|d| kind_of(d).starts_with("ClusterRole")),
@@ -308,11 +323,33 @@ fn chart_passes_flags_that_kreload_accepts() {
 
 /// Minimal CRDs for cert-manager's Certificate and Issuer (any spec accepted), so the
 /// certificate objects of cert-manager mode pass server-side dry-run: the harness has no
-/// cert-manager. Created only where missing; the guard deletes the ones created here.
+/// cert-manager.
 fn ensure_cert_manager_crds() -> DeleteOnDrop {
+    ensure_crds(
+        "cert-manager.io",
+        &[("certificates", "Certificate"), ("issuers", "Issuer")],
+    )
+}
+
+/// Minimal CRDs for the Prometheus Operator's ServiceMonitor and PodMonitor (any spec
+/// accepted): the harness has no Prometheus Operator. One test uses them, so no other test's
+/// cleanup can remove them under it.
+fn ensure_monitoring_crds() -> DeleteOnDrop {
+    ensure_crds(
+        "monitoring.coreos.com",
+        &[
+            ("servicemonitors", "ServiceMonitor"),
+            ("podmonitors", "PodMonitor"),
+        ],
+    )
+}
+
+/// Minimal v1 CRDs of `group` (any spec accepted), created only where missing; the guard
+/// deletes the ones created here.
+fn ensure_crds(group: &str, kinds: &[(&str, &str)]) -> DeleteOnDrop {
     let mut created = Vec::new();
-    for (plural, kind) in [("certificates", "Certificate"), ("issuers", "Issuer")] {
-        let name = format!("{plural}.cert-manager.io");
+    for (plural, kind) in kinds {
+        let name = format!("{plural}.{group}");
         let (exists, _, _) = kubectl(&["get", "crd", &name], None);
         if exists {
             continue;
@@ -322,7 +359,7 @@ fn ensure_cert_manager_crds() -> DeleteOnDrop {
             "kind": "CustomResourceDefinition",
             "metadata": {"name": name},
             "spec": {
-                "group": "cert-manager.io",
+                "group": group,
                 "scope": "Namespaced",
                 "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
                 "versions": [{
@@ -393,8 +430,8 @@ async fn manifests_pass_server_side_dry_run() {
         &helm_template("kreload", &["namespace.create=true"]),
     );
     server_dry_run(
-        "helm template (self-managed certificates)",
-        &helm_template("kreload", &["certificates.mode=self-managed"]),
+        "helm template (cert-manager certificates)",
+        &helm_template("kreload", &["certificates.mode=cert-manager"]),
     );
     let watch = format!("watchNamespaces={{{}}}", watched.name);
     server_dry_run(
@@ -410,6 +447,524 @@ async fn manifests_pass_server_side_dry_run() {
             ],
         ),
     );
+}
+
+/// The rules of the role `kind/name` in rendered documents, as (apiGroup, resource, verb) triples.
+fn role_rules(docs: &[Value], kind: &str, name: &str) -> BTreeSet<(String, String, String)> {
+    let role = docs
+        .iter()
+        .find(|d| kind_of(d) == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"));
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    out.insert((
+                        group.as_str().unwrap().to_owned(),
+                        resource.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
+    let kinds = |rules: &BTreeSet<(String, String, String)>| -> BTreeSet<String> {
+        rules
+            .iter()
+            .filter(|(g, _, _)| ["apps", "batch", "argoproj.io"].contains(&g.as_str()))
+            .map(|(_, r, _)| r.clone())
+            .collect()
+    };
+    // Writes on workloads other than the rolling patch.
+    let writes = |rules: &BTreeSet<(String, String, String)>| -> BTreeSet<(String, String)> {
+        rules
+            .iter()
+            .filter(|(g, _, _)| ["apps", "batch", "argoproj.io"].contains(&g.as_str()))
+            .filter(|(_, _, v)| ["create", "delete", "update"].contains(&v.as_str()))
+            .map(|(_, r, v)| (r.clone(), v.clone()))
+            .collect()
+    };
+    let all: BTreeSet<String> = [
+        "cronjobs",
+        "daemonsets",
+        "deployments",
+        "jobs",
+        "rollouts",
+        "statefulsets",
+    ]
+    .map(String::from)
+    .into();
+
+    // Default: every kind; Jobs are deleted and created again, nothing else is written but
+    // patched.
+    let rules = role_rules(
+        &documents(&helm_template("kreload", &[])),
+        "ClusterRole",
+        "kreload",
+    );
+    assert_eq!(kinds(&rules), all);
+    assert_eq!(
+        writes(&rules),
+        [("jobs", "create"), ("jobs", "delete")]
+            .map(|(r, v)| (r.to_owned(), v.to_owned()))
+            .into()
+    );
+
+    // Jobs ignored: no Job rule at all, so no workload is created or deleted.
+    let rules = role_rules(
+        &documents(&helm_template("kreload", &["ignoredWorkloadTypes={jobs}"])),
+        "ClusterRole",
+        "kreload",
+    );
+    assert!(!kinds(&rules).contains("jobs"), "{rules:?}");
+    assert!(writes(&rules).is_empty(), "{rules:?}");
+    assert_eq!(kinds(&rules).len(), all.len() - 1);
+
+    // Every kind ignored: configs, Events and Namespaces only. Namespaced mode likewise.
+    let every = "ignoredWorkloadTypes={deployments,statefulsets,daemonsets,cronjobs,jobs,rollouts}";
+    let rules = role_rules(
+        &documents(&helm_template("kreload", &[every])),
+        "ClusterRole",
+        "kreload",
+    );
+    assert!(kinds(&rules).is_empty(), "{rules:?}");
+    assert!(rules.contains(&("".into(), "secrets".into(), "watch".into())));
+    let docs = documents(&helm_template(
+        "kreload",
+        &[
+            "ignoredWorkloadTypes={jobs,rollouts}",
+            "rbac.namespaced=true",
+            "watchNamespaces={a}",
+            "certificates.mode=cert-manager",
+        ],
+    ));
+    let rules = role_rules(&docs, "Role", "kreload-watched");
+    assert_eq!(
+        kinds(&rules),
+        ["cronjobs", "daemonsets", "deployments", "statefulsets"]
+            .map(String::from)
+            .into()
+    );
+    assert!(writes(&rules).is_empty(), "{rules:?}");
+
+    // And kreload, given the same list, watches none of those kinds (so it needs no more).
+    let deployment = docs.iter().find(|d| kind_of(d) == "Deployment").unwrap();
+    assert!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--ignored-workload-types=jobs,rollouts"))
+    );
+}
+
+#[tokio::test]
+async fn chart_monitoring_and_network_policy_are_off_by_default_and_pass_dry_run() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-deploy-monitoring").await;
+    // Off by default, in the chart and in the rendered manifests.
+    let defaults = documents(&helm_template(&ns.name, &[]));
+    for kind in ["ServiceMonitor", "PodMonitor", "NetworkPolicy"] {
+        assert!(
+            !defaults.iter().any(|d| kind_of(d) == kind),
+            "{kind} rendered by default"
+        );
+    }
+    assert!(
+        !defaults
+            .iter()
+            .any(|d| d["metadata"]["name"] == "kreload-metrics")
+    );
+    let manifest = std::fs::read_to_string(repo().join("deploy/kreload.yaml")).unwrap();
+    assert!(!manifest.contains("monitoring.coreos.com") && !manifest.contains("NetworkPolicy"));
+
+    let on = [
+        "serviceMonitor.enabled=true",
+        "serviceMonitor.interval=30s",
+        "serviceMonitor.labels.release=prometheus",
+        "podMonitor.enabled=true",
+        "podMonitor.scrapeTimeout=5s",
+        "networkPolicy.enabled=true",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+        "networkPolicy.egress[0].ports[0].port=443",
+        "networkPolicy.egress[0].ports[0].protocol=TCP",
+    ];
+    let rendered = helm_template(&ns.name, &on);
+    let docs = documents(&rendered);
+    let find = |kind: &str| {
+        docs.iter()
+            .find(|d| kind_of(d) == kind)
+            .unwrap_or_else(|| panic!("{kind} not rendered"))
+            .clone()
+    };
+    let service = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "kreload-metrics")
+        .expect("the metrics Service");
+    let sm = find("ServiceMonitor");
+    // The ServiceMonitor selects the metrics Service (not the webhook Service), on its port.
+    let selector = sm["spec"]["selector"]["matchLabels"].as_object().unwrap();
+    for (k, v) in selector {
+        assert_eq!(&service["metadata"]["labels"][k], v, "{k}");
+    }
+    let webhook_service = docs
+        .iter()
+        .find(|d| kind_of(d) == "Service" && d["metadata"]["name"] == "kreload")
+        .unwrap();
+    assert!(
+        selector
+            .iter()
+            .any(|(k, v)| &webhook_service["metadata"]["labels"][k] != v)
+    );
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "health");
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(sm["spec"]["endpoints"][0]["interval"], "30s");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
+    let pm = find("PodMonitor");
+    assert_eq!(pm["spec"]["podMetricsEndpoints"][0]["port"], "health");
+    assert_eq!(pm["spec"]["podMetricsEndpoints"][0]["scrapeTimeout"], "5s");
+    // The pods carry what the PodMonitor selects, and the named port it scrapes.
+    let deployment = find("Deployment");
+    for (k, v) in pm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&deployment["spec"]["template"]["metadata"]["labels"][k], v);
+    }
+    let ports = &deployment["spec"]["template"]["spec"]["containers"][0]["ports"];
+    assert!(
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "health")
+    );
+    let np = find("NetworkPolicy");
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], "https");
+    assert!(
+        np["spec"]["ingress"][0].get("from").is_none(),
+        "webhook port open to all"
+    );
+    assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], "health");
+    assert_eq!(
+        np["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "monitoring"
+    );
+    // Without egress rules, egress is not restricted.
+    let np_ingress_only = documents(&helm_template(&ns.name, &["networkPolicy.enabled=true"]))
+        .into_iter()
+        .find(|d| kind_of(d) == "NetworkPolicy")
+        .unwrap();
+    assert_eq!(np_ingress_only["spec"]["policyTypes"], json!(["Ingress"]));
+
+    // The API server accepts every object (with minimal Prometheus Operator CRDs: the harness
+    // has no Prometheus Operator).
+    let _crds = ensure_monitoring_crds();
+    let objects: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                kind_of(d),
+                "ServiceMonitor" | "PodMonitor" | "NetworkPolicy" | "Service" | "Deployment"
+            )
+        })
+        .collect();
+    assert_eq!(objects.len(), 6, "{objects:#?}");
+    server_dry_run(
+        "monitors, network policy, Services, Deployment",
+        &list(objects),
+    );
+}
+
+/// deploy/kreload.yaml moved into namespace `ns`, with cluster-scoped names suffixed by `suffix`
+/// and the webhooks narrowed to a namespace that does not exist: applied on the shared harness,
+/// it then meets no other test's objects and no other test's pods call its webhooks (nothing
+/// serves them). Returns the objects and the `kind/name` of each cluster-scoped one.
+fn relocated_manifest(ns: &str, suffix: &str) -> (Vec<Value>, Vec<String>) {
+    let text = std::fs::read_to_string(repo().join("deploy/kreload.yaml")).unwrap();
+    let webhook_name = format!("kreload-{suffix}");
+    let mut cluster_scoped = Vec::new();
+    let mut objects = Vec::new();
+    for mut doc in documents(&text) {
+        let kind = kind_of(&doc).to_owned();
+        match kind.as_str() {
+            "Namespace" => {
+                doc["metadata"]["name"] = json!(ns);
+                doc["metadata"]["labels"]["kreload-e2e"] = json!("true");
+            }
+            "ClusterRole" | "ClusterRoleBinding" => {
+                let name = format!("{}-{suffix}", doc["metadata"]["name"].as_str().unwrap());
+                doc["metadata"]["name"] = json!(name);
+                if kind == "ClusterRoleBinding" {
+                    let role = format!("{}-{suffix}", doc["roleRef"]["name"].as_str().unwrap());
+                    doc["roleRef"]["name"] = json!(role);
+                }
+                let rules = doc.get_mut("rules").and_then(Value::as_array_mut);
+                for rule in rules.into_iter().flatten() {
+                    if rule["resourceNames"] == json!(["kreload"]) {
+                        rule["resourceNames"] = json!([webhook_name]);
+                    }
+                }
+                cluster_scoped.push(format!("{}/{name}", kind.to_lowercase()));
+            }
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+                doc["metadata"]["name"] = json!(webhook_name);
+                for w in doc["webhooks"].as_array_mut().unwrap() {
+                    w["clientConfig"]["service"]["namespace"] = json!(ns);
+                    w["namespaceSelector"] = json!({"matchExpressions": [{
+                        "key": "kubernetes.io/metadata.name", "operator": "In",
+                        "values": [format!("{ns}-nothing")]}]});
+                }
+                cluster_scoped.push(format!("{}/{webhook_name}", kind.to_lowercase()));
+            }
+            _ => {
+                assert_eq!(doc["metadata"]["namespace"], "kreload", "{kind}");
+                doc["metadata"]["namespace"] = json!(ns);
+            }
+        }
+        let subjects = doc.get_mut("subjects").and_then(Value::as_array_mut);
+        for subject in subjects.into_iter().flatten() {
+            subject["namespace"] = json!(ns);
+        }
+        if kind == "Deployment" {
+            let args = &mut doc["spec"]["template"]["spec"]["containers"][0]["args"];
+            let moved: Vec<Value> = args
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    json!(
+                        a.as_str()
+                            .unwrap()
+                            .replace(".kreload.svc", &format!(".{ns}.svc"))
+                    )
+                })
+                .collect();
+            *args = json!(moved);
+        }
+        objects.push(doc);
+    }
+    (objects, cluster_scoped)
+}
+
+#[tokio::test]
+async fn single_manifest_applies_server_side_without_cert_manager() {
+    let client = client().await;
+    let text = std::fs::read_to_string(repo().join("deploy/kreload.yaml")).unwrap();
+    // Nothing of cert-manager's: no Certificate or Issuer, no CA-injection annotation.
+    for doc in documents(&text) {
+        let api = doc["apiVersion"].as_str().unwrap_or_default();
+        assert!(
+            !api.starts_with("cert-manager.io"),
+            "{} needs cert-manager",
+            kind_of(&doc)
+        );
+        assert!(
+            doc["metadata"]["annotations"]
+                .get("cert-manager.io/inject-ca-from")
+                .is_none(),
+            "{}",
+            kind_of(&doc)
+        );
+    }
+    assert!(text.contains("--self-managed-certs"));
+
+    let suffix = unique("e2e");
+    let ns = format!("e2e-manifest-{}", &suffix[4..]);
+    let (objects, mut cluster_scoped) = relocated_manifest(&ns, &suffix);
+    cluster_scoped.push(format!("namespace/{ns}"));
+    let _cleanup = DeleteOnDrop(cluster_scoped);
+    let kinds: BTreeSet<&str> = objects.iter().map(kind_of).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "MutatingWebhookConfiguration",
+            "Namespace",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ValidatingWebhookConfiguration",
+        ]
+        .into()
+    );
+
+    // Server-side apply, as `kubectl apply --server-side -f deploy/kreload.yaml` does.
+    let (ok, out, err) = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=e2e-manifest",
+            "-f",
+            "-",
+        ],
+        Some(&list(objects.clone())),
+    );
+    assert!(ok, "server-side apply of deploy/kreload.yaml:\n{out}{err}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.ends_with("serverside-applied"))
+            .count(),
+        objects.len(),
+        "{out}{err}"
+    );
+
+    // Every object is there.
+    for o in &objects {
+        let kind = kind_of(o).to_lowercase();
+        let name = o["metadata"]["name"].as_str().unwrap();
+        let mut args = vec!["get", &kind, name];
+        let ns_flag;
+        if let Some(n) = o["metadata"]["namespace"].as_str() {
+            ns_flag = format!("--namespace={n}");
+            args.push(&ns_flag);
+        }
+        let (ok, _, err) = kubectl(&args, None);
+        assert!(ok, "{kind}/{name}: {err}");
+    }
+    // The Deployment comes up as far as the harness goes: its pods are scheduled onto the fake
+    // nodes and reported ready (no container runs, so nothing writes the caBundle).
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "the manifest's Deployment to report its replicas available",
+        Duration::from_secs(90),
+        || async {
+            let d = deployments.get("kreload").await.ok()?;
+            let status = d.status?;
+            (status.available_replicas == Some(2)).then_some(())
+        },
+    )
+    .await;
+    let (ok, out, err) = kubectl(
+        &[
+            "get",
+            "poddisruptionbudget",
+            "kreload",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.status.currentHealthy}",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    eprintln!("PodDisruptionBudget kreload: {out} healthy");
+}
+
+#[test]
+fn migrate_output_is_chart_values_that_kreload_accepts() {
+    let dir = std::env::temp_dir().join(unique("kreload-migrate"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (fixture, expect_args) in [
+        (
+            "reloader-values-default.yaml",
+            &["--ignored-workload-types=rollouts"][..],
+        ),
+        (
+            "reloader-values-all.yaml",
+            &[
+                "--auto-reload-all=true",
+                "--namespace-selector=team=platform,reloader",
+                "--resource-label-selector=reload=enabled",
+                "--ignored-workload-types=jobs,cronjobs",
+                "--log-level=warn",
+                "--configmap-annotation=my.company.com/configmap",
+                "--webhook-url=https://hooks.example.com/reloader",
+                "--enable-csi-integration=true",
+            ][..],
+        ),
+    ] {
+        let path = repo().join("tests/fixtures").join(fixture);
+        let out = Command::new(env!("CARGO_BIN_EXE_kreload"))
+            .args(["migrate", "--reloader-values"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kreload migrate {fixture}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let values = dir.join(format!("{fixture}.kreload.yaml"));
+        std::fs::write(&values, &out.stdout).unwrap();
+        let values = values.to_str().unwrap();
+        let (ok, lint, err) = run(
+            helm(),
+            &["lint", "--strict", "deploy/helm/kreload", "-f", values],
+            None,
+        );
+        assert!(
+            ok,
+            "helm lint with the migrated values of {fixture}:\n{lint}{err}"
+        );
+        let (ok, rendered, err) = run(
+            helm(),
+            &[
+                "template",
+                "kreload",
+                "deploy/helm/kreload",
+                "-n",
+                "kreload",
+                "-f",
+                values,
+            ],
+            None,
+        );
+        assert!(
+            ok,
+            "helm template with the migrated values of {fixture}:\n{err}"
+        );
+        let docs = documents(&rendered);
+        let deployment = docs.iter().find(|d| kind_of(d) == "Deployment").unwrap();
+        let args: Vec<String> = serde_json::from_value(
+            deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+        )
+        .unwrap();
+        for flag in expect_args {
+            assert!(args.iter().any(|a| a == flag), "{flag} not in {args:?}");
+        }
+        // kreload accepts every argument the chart passes (clap rejects before --help).
+        let check = Command::new(env!("CARGO_BIN_EXE_kreload"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "kreload refuses the migrated arguments {args:?}:\n{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    // Single-namespace Reloader: its namespace is asked for, and then watched.
+    let single = dir.join("single.yaml");
+    std::fs::write(&single, "reloader:\n  watchGlobally: false\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kreload"))
+        .args(["migrate", "--reloader-values"])
+        .arg(&single)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reloader-namespace"));
+    let out = Command::new(env!("CARGO_BIN_EXE_kreload"))
+        .args([
+            "migrate",
+            "--reloader-namespace",
+            "tools",
+            "--reloader-values",
+        ])
+        .arg(&single)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("watchNamespaces:\n- tools\n"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The chart's RBAC objects (ServiceAccount, roles, bindings) for a release in `namespace`, with
@@ -515,7 +1070,11 @@ async fn runs_on_its_service_account(namespaced: bool) {
     // The chart's RBAC, applied for real.
     let watch = format!("watchNamespaces={{{}}}", ns.name);
     let sets: &[&str] = if namespaced {
-        &["rbac.namespaced=true", &watch]
+        &[
+            "rbac.namespaced=true",
+            &watch,
+            "certificates.mode=cert-manager",
+        ]
     } else {
         &[]
     };
@@ -793,8 +1352,15 @@ async fn namespaced_rbac_confines_secrets_to_the_watched_namespaces() {
     let other = TestNamespace::new(&admin, "e2e-deploy-other").await;
 
     let watch = format!("watchNamespaces={{{}}}", watched.name);
-    let (objects, cluster_scoped) =
-        rbac_objects(&home.name, &["rbac.namespaced=true", &watch], "unused");
+    let (objects, cluster_scoped) = rbac_objects(
+        &home.name,
+        &[
+            "rbac.namespaced=true",
+            &watch,
+            "certificates.mode=cert-manager",
+        ],
+        "unused",
+    );
     assert!(cluster_scoped.is_empty(), "{cluster_scoped:?}");
     let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&list(objects)));
     assert!(ok, "apply the chart's namespaced RBAC: {err}");

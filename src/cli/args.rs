@@ -1,13 +1,17 @@
-//! Command-line arguments. Flag names and defaults follow Reloader's where they exist.
+//! Command-line arguments. Flag names, syntax and defaults follow Reloader's where they exist;
+//! Reloader's other flags and environment variables are in [`reloader`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::domain::annotations::DEFAULT_NAMESPACE;
+
+mod reloader;
+pub use reloader::*;
 
 /// Durations in Go's notation, as Reloader's flags take them ("1s", "500ms", "1m30s").
 fn duration(s: &str) -> Result<Duration, String> {
@@ -36,6 +40,20 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Per opted-in workload: its trigger set, template stamp vs current hash, pods and stale pods.
     Status(StatusArgs),
+    /// Print kreload chart values for a Reloader Helm values file, and what has no equivalent.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    /// Reloader's Helm values file (YAML; `-` for stdin).
+    #[arg(long = "reloader-values", required = true)]
+    pub reloader_values: PathBuf,
+
+    /// The namespace Reloader ran in: with `reloader.watchGlobally: false` it watched only that
+    /// namespace, which kreload then watches.
+    #[arg(long)]
+    pub reloader_namespace: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -56,7 +74,7 @@ pub struct ClusterArgs {
     pub kreload_namespace: String,
 
     /// As kreload's `--auto-reload-all`.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub auto_reload_all: bool,
 }
 
@@ -90,10 +108,18 @@ pub struct StatusArgs {
     pub cluster: ClusterArgs,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn log_format(s: &str) -> Result<LogFormat, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "" | "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{s:?} is not a log format (text or json)")),
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -128,7 +154,7 @@ pub struct RunArgs {
     pub tls_key_file: Option<PathBuf>,
 
     /// Roll on any referenced config change even without annotations (`auto: "false"` opts out).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub auto_reload_all: bool,
 
     /// Config kinds to ignore: configMaps or secrets.
@@ -147,20 +173,22 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub namespaces_to_ignore: Vec<String>,
 
-    /// Only act in namespaces whose labels match this selector.
-    #[arg(long)]
-    pub namespace_selector: Option<String>,
+    /// Only act in namespaces whose labels match this selector. Repeatable; Reloader's forms
+    /// `key:value` and `key:*` (or `key=*`, "has the label") are read too.
+    #[arg(long, action = ArgAction::Append)]
+    pub namespace_selector: Vec<String>,
 
-    /// Only configs whose labels match this selector trigger anything.
-    #[arg(long)]
-    pub resource_label_selector: Option<String>,
+    /// Only configs whose labels match this selector trigger anything. Repeatable; Reloader's
+    /// forms `key:value` and `key:*` (or `key=*`) are read too.
+    #[arg(long, action = ArgAction::Append)]
+    pub resource_label_selector: Vec<String>,
 
     /// Roll when a config that a workload uses is created.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub reload_on_create: bool,
 
     /// Roll when a config that a workload uses is deleted.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub reload_on_delete: bool,
 
     /// Changes for one workload within this window become one roll ("0s" disables).
@@ -185,7 +213,7 @@ pub struct RunArgs {
 
     /// Several replicas: elect one, through a Lease in kreload's namespace, to roll workloads
     /// (all serve admission).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub enable_ha: bool,
 
     /// Name of the leader-election Lease.
@@ -208,7 +236,7 @@ pub struct RunArgs {
     /// Self-managed certificates: kreload creates a CA and a serving certificate, keeps them in
     /// the Secret --cert-secret, writes the CA bundle into its webhook configurations, and
     /// rotates before expiry.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set, conflicts_with_all = ["local", "tls_cert_file"])]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, conflicts_with_all = ["local", "tls_cert_file"])]
     pub self_managed_certs: bool,
 
     /// Self-managed: DNS names and IPs of the serving certificate (default: the kreload Service's
@@ -232,13 +260,17 @@ pub struct RunArgs {
     #[arg(long, default_value = "1m", value_parser = duration)]
     pub cert_check_interval: Duration,
 
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
+    /// Log format: text or json (Reloader's empty value means text).
+    #[arg(long, default_value = "text", value_parser = log_format)]
     pub log_format: LogFormat,
 
-    /// Log level (error, warn, info, debug, trace), or a tracing filter directive.
+    /// Log level (error, warn, info, debug, trace; Reloader's warning, fatal and panic too), or a
+    /// tracing filter directive.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub reloader: ReloaderArgs,
 
     /// Exit when standard input closes: lets a test or a supervisor tie kreload's life to its own.
     #[arg(long, hide = true)]

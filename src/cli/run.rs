@@ -15,7 +15,7 @@ use crate::admission::selfcert::{SelfManaged, SelfManagedConfig};
 use crate::admission::server::{self, Limits, Readiness};
 use crate::admission::tls::{self, CertFiles, CertResolver, GeneratedCerts};
 use crate::admission::{Admission, webhooks};
-use crate::cli::args::{LogFormat, RunArgs};
+use crate::cli::args::{LogFormat, NoticeLevel, RunArgs, notices};
 use crate::cli::client::{self, client};
 use crate::domain::config::ConfigKind;
 use crate::domain::selector::Selector;
@@ -37,8 +37,17 @@ use crate::watch::workload::{
 };
 use tokio::sync::{mpsc, watch};
 
+/// Reloader's (logrus) level names that tracing spells differently.
+fn tracing_level(level: &str) -> &str {
+    match level.to_ascii_lowercase().as_str() {
+        "warning" => "warn",
+        "fatal" | "panic" => "error",
+        _ => level,
+    }
+}
+
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    let filter = tracing_subscriber::EnvFilter::try_new(tracing_level(level))
         .with_context(|| format!("invalid --log-level {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -61,7 +70,7 @@ fn filters(args: &RunArgs) -> anyhow::Result<Filters> {
         };
     }
     let resource_label_selector = args
-        .resource_label_selector
+        .resource_label_selector()
         .as_deref()
         .map(str::parse::<Selector>)
         .transpose()?;
@@ -126,6 +135,8 @@ fn shutdown_signal(stdin: bool) -> impl std::future::Future<Output = ()> + Clone
 fn workload_kinds(names: &[String]) -> anyhow::Result<BTreeSet<WorkloadKind>> {
     names
         .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
         .map(|n| {
             WorkloadKind::ALL
                 .into_iter()
@@ -137,13 +148,13 @@ fn workload_kinds(names: &[String]) -> anyhow::Result<BTreeSet<WorkloadKind>> {
 
 fn namespace_filter(args: &RunArgs) -> anyhow::Result<NamespaceFilter> {
     let selector = args
-        .namespace_selector
+        .namespace_selector()
         .as_deref()
         .map(str::parse::<Selector>)
         .transpose()?;
     let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
     Ok(NamespaceFilter::excluding_system(
-        set(&args.namespaces),
+        set(&args.watch_namespaces()),
         set(&args.namespaces_to_ignore),
         selector,
         &args.namespace,
@@ -197,7 +208,13 @@ impl WorkloadFeeds {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let filters = filters(&args)?;
     let namespaces = Arc::new(namespace_filter(&args)?);
-    let ignored_workloads = workload_kinds(&args.ignored_workload_types)?;
+    let ignored_workloads = workload_kinds(&args.ignored_workload_types())?;
+    for notice in notices(&args) {
+        match notice.level {
+            NoticeLevel::Info => tracing::info!(setting = notice.setting, "{}", notice.message),
+            NoticeLevel::Warn => tracing::warn!(setting = notice.setting, "{}", notice.message),
+        }
+    }
     let identity = args
         .identity
         .clone()
@@ -215,6 +232,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let store = Arc::new(DigestStore::new());
     let index = Arc::new(WorkloadIndex::new());
     let metrics = Arc::new(Metrics::default());
+    metrics.set_count_by_namespace(args.reloader.count_by_namespace());
     let readiness = Arc::new(Readiness::default());
     let (changes_tx, changes_rx) = mpsc::unbounded_channel();
     // With --namespaces, one watch per namespace and kind (so namespace-scoped RBAC suffices);
@@ -230,7 +248,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(move |s| watch_name(k.as_str(), s.as_deref()))
     }));
     for scope in &scopes {
-        let selector = args.resource_label_selector.clone();
+        let selector = args.resource_label_selector();
         tokio::spawn(configwatch::run::<ConfigMapKind>(
             client.clone(),
             scope.clone(),

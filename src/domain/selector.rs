@@ -178,5 +178,32 @@ impl FromStr for Selector {
     }
 }
 
+/// Reloader's form of `--namespace-selector` and `--resource-label-selector`: the flag may be
+/// repeated and each value is a comma list; the items are joined with commas, and two legacy
+/// spellings are rewritten item by item, as Reloader does: `key:value` means `key=value`, and
+/// `key:*` or `key=*` means "has the label `key`". Returns the selector in Kubernetes syntax
+/// (parse it with [`Selector::from_str`]); an empty string selects everything.
+pub fn from_reloader_flags(values: &[String]) -> String {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|item| {
+            let trimmed = item.trim();
+            if let Some((key, value)) = trimmed.split_once(':') {
+                if value == "*" {
+                    return key.to_owned();
+                }
+                return format!("{key}={value}");
+            }
+            match trimmed.split_once('=') {
+                Some((key, "*")) => key.to_owned(),
+                _ => item.to_owned(),
+            }
+        })
+        .filter(|item| !item.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests;

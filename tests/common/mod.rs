@@ -274,8 +274,14 @@ pub struct Kreload {
 impl Kreload {
     // The child is kept in the returned handle and waited for in `stop` (or exits with the test
     // process when its stdin closes), which the lint cannot see.
-    #[allow(clippy::zombie_processes)]
     pub fn start(extra: &[&str]) -> Kreload {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// As [`Kreload::start`], with these environment variables set for kreload. Its log may be
+    /// text or JSON (`--log-format json`).
+    #[allow(clippy::zombie_processes)]
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Kreload {
         let log = std::env::temp_dir().join(format!(
             "kreload-e2e-{}-{:08x}.log",
             std::process::id(),
@@ -291,6 +297,7 @@ impl Kreload {
             .arg("--kubeconfig")
             .arg(kubeconfig_path())
             .args(extra)
+            .envs(env.iter().copied())
             .env("NO_PROXY", "127.0.0.1,localhost")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -303,8 +310,17 @@ impl Kreload {
             if text.contains("webhook configurations point here") {
                 let admission = text
                     .lines()
-                    .find_map(|l| l.split("admission=").nth(1))
-                    .and_then(|rest| rest.split_whitespace().next())
+                    .find_map(|l| {
+                        // Text (`admission=ADDR`) or JSON (`"admission":"ADDR"`).
+                        l.split("admission=")
+                            .nth(1)
+                            .and_then(|rest| rest.split_whitespace().next())
+                            .or_else(|| {
+                                l.split("\"admission\":\"")
+                                    .nth(1)
+                                    .and_then(|rest| rest.split('"').next())
+                            })
+                    })
                     .expect("kreload logs its admission address")
                     .to_owned();
                 return Kreload {

@@ -49,3 +49,32 @@ proptest! {
         let _ = s.parse::<Selector>().map(|sel| sel.matches(&BTreeMap::new()));
     }
 }
+
+#[test]
+fn reloader_flag_forms_become_kubernetes_selectors() {
+    let flags =
+        |v: &[&str]| from_reloader_flags(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    for (given, want) in [
+        (&[][..], ""),
+        (&["team=a"][..], "team=a"),
+        // Legacy `key:value` and the `*` wildcard, in either spelling.
+        (&["team:a"][..], "team=a"),
+        (&["team:*"][..], "team"),
+        (&["team=*"][..], "team"),
+        (&["example.com/team:a"][..], "example.com/team=a"),
+        // Repeated flags and comma lists are joined; set syntax survives the split on commas.
+        (
+            &["team:a", "env in (prod,dev)"][..],
+            "team=a,env in (prod,dev)",
+        ),
+        (&["team=a,tier:*", "!legacy"][..], "team=a,tier,!legacy"),
+        (&["a!=b"][..], "a!=b"),
+    ] {
+        let got = flags(given);
+        assert_eq!(got, want, "{given:?}");
+        got.parse::<Selector>().expect("a valid selector");
+    }
+    let s: Selector = flags(&["team:a", "tier=*"]).parse().unwrap();
+    assert!(s.matches(&labels(&[("team", "a"), ("tier", "x")])));
+    assert!(!s.matches(&labels(&[("team", "a")])));
+}

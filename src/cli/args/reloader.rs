@@ -1,0 +1,613 @@
+//! Reloader's flags and environment variables that have no kreload flag of the same meaning.
+//! Each is parsed and validated with Reloader's syntax, so a Reloader command line starts
+//! kreload; [`notices`] gives the one start-up line for each that kreload implements
+//! differently, ignores on purpose, or does not act on yet. The values that kreload does not act
+//! on yet are kept in typed fields so that they can be wired in later.
+//!
+//! The reference for each flag and variable is docs/migrating-from-reloader.md.
+
+use std::fmt;
+
+use clap::{Args, ValueEnum};
+
+use crate::cli::args::RunArgs;
+use crate::domain::annotations::{
+    AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, IGNORE, MATCH, PAUSE_PERIOD, PAUSED_AT, SEARCH,
+    SECRET_AUTO, SECRET_RELOAD,
+};
+use crate::domain::policy::parse_bool;
+use crate::domain::selector::from_reloader_flags;
+
+/// A boolean as Reloader's flags take it: Go's `strconv.ParseBool` spellings (`true`, `false`,
+/// `1`, `0`, `t`, `f`, `True`, `FALSE`, ...), and the empty string as false (Reloader's
+/// string-typed booleans such as `--reload-on-create=` read it so).
+pub fn go_bool(s: &str) -> Result<bool, String> {
+    if s.is_empty() {
+        return Ok(false);
+    }
+    parse_bool(s).ok_or_else(|| {
+        format!("{s:?} is not a boolean (true or false; Go's spellings 1, 0, t, f, True, FALSE also work)")
+    })
+}
+
+/// An http or https URL. Its `Debug` and `Display` show only the scheme and host: webhook URLs
+/// (Slack's, for one) carry their credential in the path, and must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpUrl(String);
+
+impl HttpUrl {
+    /// The whole URL, for the one place that sends to it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `scheme://host[:port]`: safe to log.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        // Drop user:password@ if present.
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        format!("{scheme}://{host}/…")
+    }
+}
+
+impl fmt::Debug for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HttpUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// clap's parser for [`HttpUrl`]: unlike a plain function, its error does not repeat the value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpUrlParser;
+
+impl clap::builder::TypedValueParser for HttpUrlParser {
+    type Value = HttpUrl;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<HttpUrl, clap::Error> {
+        let name = arg.map_or_else(|| "a URL".to_owned(), |a| a.to_string());
+        let invalid = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {name} (not repeated: it may hold a token): {why}\n"),
+            )
+        };
+        let s = value.to_str().ok_or_else(|| invalid("not UTF-8".into()))?;
+        http_url(s).map_err(invalid)
+    }
+}
+
+/// Parses an http(s) URL with a host. The error never repeats the value: it may hold a token.
+pub fn http_url(s: &str) -> Result<HttpUrl, String> {
+    let s = s.trim();
+    let uri: hyper::Uri = s
+        .parse()
+        .map_err(|e| format!("not a URL ({e}); expected http://HOST/... or https://HOST/..."))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("expected an http:// or https:// URL".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    Ok(HttpUrl(s.to_owned()))
+}
+
+/// An annotation key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// characters (alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric).
+pub fn annotation_key(s: &str) -> Result<String, String> {
+    let bad =
+        |why: &str| format!("{s:?} is not an annotation key: {why} (e.g. example.com/reload)");
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    if name.is_empty() || name.len() > 63 {
+        return Err(bad("the name must be 1 to 63 characters"));
+    }
+    if !name.starts_with(alnum)
+        || !name.ends_with(alnum)
+        || !name
+            .chars()
+            .all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(bad(
+            "the name takes letters, digits, '-', '_' and '.', and starts and ends with a letter or digit",
+        ));
+    }
+    if let Some(prefix) = prefix {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && l.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        if prefix.len() > 253 || !prefix.split('.').all(label_ok) {
+            return Err(bad("the prefix must be a DNS subdomain (lower case)"));
+        }
+    }
+    Ok(s.to_owned())
+}
+
+/// `--reload-strategy`: how Reloader makes a workload roll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReloadStrategy {
+    /// Reloader adds an environment variable to the containers.
+    EnvVars,
+    /// Reloader writes an annotation on the pod template.
+    Annotations,
+}
+
+/// `ALERT_SINK`: where alerts go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertSink {
+    Slack,
+    Teams,
+    GoogleChat,
+    /// A plain webhook (Reloader's `raw`, its default).
+    Webhook,
+}
+
+/// `ALERT_SINK` as given: Reloader reads any other value as its raw webhook, so kreload does
+/// too, and says so at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertSinkArg {
+    pub sink: AlertSink,
+    /// Whether the value named a sink (rather than falling back to the webhook).
+    pub recognized: bool,
+    pub given: String,
+}
+
+pub fn alert_sink(s: &str) -> Result<AlertSinkArg, String> {
+    let given = s.trim().to_ascii_lowercase();
+    let (sink, recognized) = match given.as_str() {
+        "slack" => (AlertSink::Slack, true),
+        "teams" => (AlertSink::Teams, true),
+        "gchat" => (AlertSink::GoogleChat, true),
+        "webhook" | "raw" | "" => (AlertSink::Webhook, true),
+        _ => (AlertSink::Webhook, false),
+    };
+    Ok(AlertSinkArg {
+        sink,
+        recognized,
+        given,
+    })
+}
+
+/// Reloader's ten annotation-name flags. Unset means Reloader's default name, which is the one
+/// kreload reads.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AnnotationNameArgs {
+    /// Reloader: the name of the `auto` annotation (default reloader.stakater.com/auto). Accepted;
+    /// not yet acting.
+    #[arg(long = "auto-annotation", value_parser = annotation_key)]
+    pub auto: Option<String>,
+    /// Reloader: the name of the ConfigMap `auto` annotation. Accepted; not yet acting.
+    #[arg(long = "configmap-auto-annotation", value_parser = annotation_key)]
+    pub configmap_auto: Option<String>,
+    /// Reloader: the name of the Secret `auto` annotation. Accepted; not yet acting.
+    #[arg(long = "secret-auto-annotation", value_parser = annotation_key)]
+    pub secret_auto: Option<String>,
+    /// Reloader: the name of the `search` annotation. Accepted; not yet acting.
+    #[arg(long = "auto-search-annotation", value_parser = annotation_key)]
+    pub search: Option<String>,
+    /// Reloader: the name of the `match` annotation on configs. Accepted; not yet acting.
+    #[arg(long = "search-match-annotation", value_parser = annotation_key)]
+    pub search_match: Option<String>,
+    /// Reloader: the name of the ConfigMap reload-list annotation. Accepted; not yet acting.
+    #[arg(long = "configmap-annotation", value_parser = annotation_key)]
+    pub configmap_reload: Option<String>,
+    /// Reloader: the name of the Secret reload-list annotation. Accepted; not yet acting.
+    #[arg(long = "secret-annotation", value_parser = annotation_key)]
+    pub secret_reload: Option<String>,
+    /// Reloader: the name of the `ignore` annotation on configs. Accepted; not yet acting.
+    #[arg(long = "ignore-annotation", value_parser = annotation_key)]
+    pub ignore: Option<String>,
+    /// Reloader: the name of the Deployment pause-period annotation. Accepted; not yet acting.
+    #[arg(long = "pause-deployment-annotation", value_parser = annotation_key)]
+    pub pause_period: Option<String>,
+    /// Reloader: the name of the paused-at annotation written on paused Deployments. Accepted;
+    /// not yet acting.
+    #[arg(long = "pause-deployment-time-annotation", value_parser = annotation_key)]
+    pub paused_at: Option<String>,
+}
+
+impl AnnotationNameArgs {
+    /// Every flag: (flag name, Reloader's default name, the value given).
+    pub fn all(&self) -> [(&'static str, &'static str, Option<&str>); 10] {
+        [
+            ("--auto-annotation", AUTO, self.auto.as_deref()),
+            (
+                "--configmap-auto-annotation",
+                CONFIGMAP_AUTO,
+                self.configmap_auto.as_deref(),
+            ),
+            (
+                "--secret-auto-annotation",
+                SECRET_AUTO,
+                self.secret_auto.as_deref(),
+            ),
+            ("--auto-search-annotation", SEARCH, self.search.as_deref()),
+            (
+                "--search-match-annotation",
+                MATCH,
+                self.search_match.as_deref(),
+            ),
+            (
+                "--configmap-annotation",
+                CONFIGMAP_RELOAD,
+                self.configmap_reload.as_deref(),
+            ),
+            (
+                "--secret-annotation",
+                SECRET_RELOAD,
+                self.secret_reload.as_deref(),
+            ),
+            ("--ignore-annotation", IGNORE, self.ignore.as_deref()),
+            (
+                "--pause-deployment-annotation",
+                PAUSE_PERIOD,
+                self.pause_period.as_deref(),
+            ),
+            (
+                "--pause-deployment-time-annotation",
+                PAUSED_AT,
+                self.paused_at.as_deref(),
+            ),
+        ]
+    }
+}
+
+/// Reloader's alert settings: its environment variables, and the same as flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AlertArgs {
+    /// Reloader: send an alert on every reload. Accepted; not yet acting.
+    #[arg(long, env = "ALERT_ON_RELOAD", value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub alert_on_reload: Option<bool>,
+    /// Reloader: slack, teams, gchat or webhook (any other value: webhook). Accepted; not yet
+    /// acting.
+    #[arg(long, env = "ALERT_SINK", value_parser = alert_sink)]
+    pub alert_sink: Option<AlertSinkArg>,
+    /// Reloader: where alerts are posted. Accepted; not yet acting. Never logged.
+    #[arg(long, env = "ALERT_WEBHOOK_URL", value_parser = HttpUrlParser, hide_env_values = true)]
+    pub alert_webhook_url: Option<HttpUrl>,
+    /// Reloader: an HTTP proxy for alerts. Accepted; not yet acting.
+    #[arg(long, env = "ALERT_WEBHOOK_PROXY", value_parser = HttpUrlParser, hide_env_values = true)]
+    pub alert_webhook_proxy: Option<HttpUrl>,
+    /// Reloader: text put before every alert (e.g. the cluster's name). Accepted; not yet acting.
+    #[arg(long, env = "ALERT_ADDITIONAL_INFO")]
+    pub alert_additional_info: Option<String>,
+}
+
+/// Reloader's flags and variables without a kreload flag of the same meaning.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReloaderArgs {
+    /// Reloader: roll Argo Rollouts. Unset: kreload rolls them whenever the Rollout CRD is
+    /// served; false: never (as Reloader).
+    #[arg(long = "is-Argo-Rollouts", value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub is_argo_rollouts: Option<bool>,
+
+    /// Reloader: env-vars or annotations. Accepted, no effect: kreload always writes its keyed
+    /// stamp on the pod template.
+    #[arg(long, value_enum)]
+    pub reload_strategy: Option<ReloadStrategy>,
+
+    /// Reloader: roll for changes made while it was down. Accepted, no effect: kreload always
+    /// does (start-up comparison).
+    #[arg(long, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sync_after_restart: Option<bool>,
+
+    /// Reloader: serve Go's pprof. Accepted, no effect.
+    #[arg(long, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub enable_pprof: Option<bool>,
+
+    /// Reloader: the pprof address. Accepted, no effect.
+    #[arg(long)]
+    pub pprof_addr: Option<String>,
+
+    /// Reloader: roll on Secrets Store CSI (SecretProviderClassPodStatus) changes. Accepted; not
+    /// yet acting.
+    #[arg(long, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub enable_csi_integration: Option<bool>,
+
+    /// Reloader: call this URL instead of rolling. Accepted; not yet acting (kreload rolls).
+    #[arg(long, value_parser = HttpUrlParser)]
+    pub webhook_url: Option<HttpUrl>,
+
+    #[command(flatten)]
+    pub annotation_names: AnnotationNameArgs,
+
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+
+    /// Reloader's single-namespace mode: act only in this namespace (when --namespaces is not
+    /// given).
+    #[arg(long = "kubernetes-namespace", env = "KUBERNETES_NAMESPACE")]
+    pub kubernetes_namespace: Option<String>,
+
+    /// Reloader: `enabled` adds reloader_reload_executed_total_by_namespace to /metrics.
+    #[arg(long, env = "METRICS_COUNT_BY_NAMESPACE")]
+    pub metrics_count_by_namespace: Option<String>,
+}
+
+impl ReloaderArgs {
+    /// Whether the per-namespace reload counter is served (Reloader turns it on with exactly
+    /// `enabled`).
+    pub fn count_by_namespace(&self) -> bool {
+        self.metrics_count_by_namespace.as_deref() == Some("enabled")
+    }
+}
+
+impl RunArgs {
+    /// `--namespace-selector` in Kubernetes syntax (Reloader's list and legacy forms read).
+    pub fn namespace_selector(&self) -> Option<String> {
+        Some(from_reloader_flags(&self.namespace_selector)).filter(|s| !s.is_empty())
+    }
+
+    /// `--resource-label-selector` in Kubernetes syntax (Reloader's list and legacy forms read).
+    pub fn resource_label_selector(&self) -> Option<String> {
+        Some(from_reloader_flags(&self.resource_label_selector)).filter(|s| !s.is_empty())
+    }
+
+    /// The namespaces to act in: `--namespaces`, else Reloader's `KUBERNETES_NAMESPACE`, else
+    /// none (all namespaces).
+    pub fn watch_namespaces(&self) -> Vec<String> {
+        let given: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if !given.is_empty() {
+            return given;
+        }
+        self.reloader
+            .kubernetes_namespace
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| vec![n.to_owned()])
+            .unwrap_or_default()
+    }
+
+    /// `--ignored-workload-types`, plus `rollouts` under Reloader's `--is-Argo-Rollouts=false`.
+    pub fn ignored_workload_types(&self) -> Vec<String> {
+        let mut kinds = self.ignored_workload_types.clone();
+        if self.reloader.is_argo_rollouts == Some(false) {
+            kinds.push("rollouts".into());
+        }
+        kinds
+    }
+}
+
+/// How much a start-up notice matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeLevel {
+    /// kreload does the job another way, or the setting does not apply to it.
+    Info,
+    /// kreload does not do what the setting asks (yet): the cluster behaves differently.
+    Warn,
+}
+
+/// One start-up line about a Reloader flag or variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// The flag or variable, as the user wrote it (`--reload-strategy`, `ALERT_SINK`).
+    pub setting: &'static str,
+    pub level: NoticeLevel,
+    /// What kreload does instead, and why. Never a URL or other secret value.
+    pub message: String,
+}
+
+/// The start-up notices for the Reloader flags and variables set on this command line: one per
+/// setting that kreload implements differently, ignores on purpose, or does not act on yet.
+/// Settings kreload implements with Reloader's meaning, and settings left at their defaults, get
+/// none.
+pub fn notices(args: &RunArgs) -> Vec<Notice> {
+    use NoticeLevel::{Info, Warn};
+    let r = &args.reloader;
+    let mut out = Vec::new();
+    let mut say = |setting, level, message: String| {
+        out.push(Notice {
+            setting,
+            level,
+            message,
+        })
+    };
+
+    if let Some(strategy) = r.reload_strategy {
+        let name = strategy
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned());
+        say(
+            "--reload-strategy",
+            Info,
+            format!(
+                "--reload-strategy={}: no effect: kreload always rolls a workload by writing its keyed stamp (kreload.dev/config-hash) on the pod template, and never adds environment variables, so GitOps tools see no drift in the containers",
+                name.unwrap_or_default()
+            ),
+        );
+    }
+    if r.sync_after_restart == Some(true) {
+        say(
+            "--sync-after-restart",
+            Info,
+            "--sync-after-restart: no effect: kreload always compares every stamped workload with the current config after start-up and leader changes, rolls the ones changed while it was down, and rolls nothing else".into(),
+        );
+    }
+    if r.enable_pprof == Some(true) {
+        say(
+            "--enable-pprof",
+            Info,
+            "--enable-pprof: no effect: kreload is not a Go program and serves no pprof; /metrics on --health-listen shows its work".into(),
+        );
+    }
+    if r.pprof_addr.is_some() {
+        say(
+            "--pprof-addr",
+            Info,
+            "--pprof-addr: no effect: kreload serves no pprof, so opens no port for it".into(),
+        );
+    }
+    match r.is_argo_rollouts {
+        Some(false) => say(
+            "--is-Argo-Rollouts",
+            Info,
+            "--is-Argo-Rollouts=false: Argo Rollouts are neither stamped nor rolled, as with Reloader (without the flag kreload rolls opted-in Rollouts whenever their CRD is served)".into(),
+        ),
+        Some(true) if args.ignored_workload_types.iter().any(|k| k.eq_ignore_ascii_case("rollouts")) => say(
+            "--is-Argo-Rollouts",
+            Info,
+            "--is-Argo-Rollouts=true: no effect: --ignored-workload-types lists rollouts".into(),
+        ),
+        _ => {}
+    }
+    if r.enable_csi_integration == Some(true) {
+        say(
+            "--enable-csi-integration",
+            Warn,
+            "--enable-csi-integration: accepted, not yet acting: Secrets Store CSI changes (SecretProviderClassPodStatus) roll nothing yet; Kubernetes Secrets synced by the CSI driver do roll their consumers".into(),
+        );
+    }
+    if let Some(url) = &r.webhook_url {
+        say(
+            "--webhook-url",
+            Warn,
+            format!(
+                "--webhook-url ({url}): accepted, not yet acting: kreload rolls the workloads instead of calling the URL"
+            ),
+        );
+    }
+    for (flag, default, given) in r.annotation_names.all() {
+        match given {
+            Some(name) if name != default => say(
+                flag,
+                Warn,
+                format!(
+                    "{flag}={name}: accepted, not yet acting: kreload reads the annotation {default}, not {name}"
+                ),
+            ),
+            _ => {}
+        }
+    }
+    let a = &r.alerts;
+    if let Some(on) = a.alert_on_reload {
+        say(
+            "ALERT_ON_RELOAD",
+            if on { Warn } else { Info },
+            if on {
+                "ALERT_ON_RELOAD=true: accepted, not yet acting: no alert is sent on a reload yet; each roll is recorded as a Reloaded Event on the workload".into()
+            } else {
+                "ALERT_ON_RELOAD=false: no alerts, as with Reloader".into()
+            },
+        );
+    }
+    if let Some(sink) = &a.alert_sink {
+        let mut message = format!(
+            "ALERT_SINK={}: accepted, not yet acting: no alert is sent yet",
+            sink.given
+        );
+        if !sink.recognized {
+            message.push_str(
+                " (not slack, teams, gchat or webhook: read as webhook, as Reloader does)",
+            );
+        }
+        say("ALERT_SINK", Warn, message);
+    }
+    if let Some(url) = &a.alert_webhook_url {
+        say(
+            "ALERT_WEBHOOK_URL",
+            Warn,
+            format!("ALERT_WEBHOOK_URL ({url}): accepted, not yet acting: no alert is sent yet"),
+        );
+    }
+    if let Some(url) = &a.alert_webhook_proxy {
+        say(
+            "ALERT_WEBHOOK_PROXY",
+            Warn,
+            format!("ALERT_WEBHOOK_PROXY ({url}): accepted, not yet acting: no alert is sent yet"),
+        );
+    }
+    if a.alert_additional_info.is_some() {
+        say(
+            "ALERT_ADDITIONAL_INFO",
+            Warn,
+            "ALERT_ADDITIONAL_INFO: accepted, not yet acting: no alert is sent yet".into(),
+        );
+    }
+    if let Some(ns) = r
+        .kubernetes_namespace
+        .as_deref()
+        .filter(|n| !n.trim().is_empty())
+    {
+        let given = args.namespaces.iter().any(|n| !n.trim().is_empty());
+        say(
+            "KUBERNETES_NAMESPACE",
+            Info,
+            if given {
+                format!("KUBERNETES_NAMESPACE={ns}: not used: --namespaces says where kreload acts")
+            } else {
+                format!(
+                    "KUBERNETES_NAMESPACE={ns}: acting only in namespace {ns} (Reloader's single-namespace mode)"
+                )
+            },
+        );
+    }
+    if let Some(v) = &r.metrics_count_by_namespace {
+        say(
+            "METRICS_COUNT_BY_NAMESPACE",
+            Info,
+            if r.count_by_namespace() {
+                "METRICS_COUNT_BY_NAMESPACE=enabled: /metrics also serves reloader_reload_executed_total_by_namespace".into()
+            } else {
+                format!(
+                    "METRICS_COUNT_BY_NAMESPACE={v}: off: like Reloader, only the value enabled turns the per-namespace counter on"
+                )
+            },
+        );
+    }
+    for (flag, values) in [
+        ("--namespace-selector", &args.namespace_selector),
+        ("--resource-label-selector", &args.resource_label_selector),
+    ] {
+        let joined = values.join(",");
+        let read = from_reloader_flags(values);
+        if read != joined {
+            say(
+                flag,
+                Info,
+                format!("{flag}: Reloader's form {joined:?} read as the selector {read:?}"),
+            );
+        }
+    }
+    let ignored: Vec<String> = args
+        .resources_to_ignore
+        .iter()
+        .map(|r| r.to_ascii_lowercase())
+        .collect();
+    if ignored.iter().any(|r| r == "configmaps") && ignored.iter().any(|r| r == "secrets") {
+        say(
+            "--resources-to-ignore",
+            Warn,
+            "--resources-to-ignore lists both configMaps and secrets: no config change rolls anything (Reloader refuses this)".into(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
