@@ -17,12 +17,14 @@ use crate::admission::tls::{self, CertFiles, CertResolver, GeneratedCerts};
 use crate::admission::{Admission, webhooks};
 use crate::cli::args::{LogFormat, NoticeLevel, RunArgs, notices};
 use crate::cli::client::{self, client};
+use crate::domain::alert::AlertSink;
 use crate::domain::config::ConfigKind;
 use crate::domain::selector::Selector;
 use crate::domain::stamper::Stamper;
 use crate::domain::trigger::Filters;
 use crate::domain::workload::WorkloadKind;
 use crate::metrics::Metrics;
+use crate::reload::alerts::{AlertTarget, Alerts};
 use crate::reload::lease::{self, LeaseConfig};
 use crate::reload::{ReloadSettings, Reloader};
 use crate::state::index::WorkloadIndex;
@@ -203,6 +205,43 @@ impl WorkloadFeeds {
             WorkloadKind::Rollout => self.spawn::<RolloutKind>(scope),
         }
     }
+}
+
+/// Alerts on reload (`ALERT_*`) and `--webhook-url`, when asked for.
+fn with_alerts(
+    mut reloader: Reloader,
+    args: &RunArgs,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Reloader> {
+    let a = &args.reloader.alerts;
+    if a.alert_on_reload == Some(true)
+        && let Some(url) = &a.alert_webhook_url
+    {
+        let target = AlertTarget {
+            sink: a.alert_sink.as_ref().map_or(AlertSink::Webhook, |s| s.sink),
+            url: url.expose().to_owned(),
+            proxy: a
+                .alert_webhook_proxy
+                .as_ref()
+                .map(|p| p.expose().to_owned()),
+            additional_info: a.alert_additional_info.clone(),
+        };
+        let alerts = Alerts::start(target, metrics.clone())
+            .map_err(|e| anyhow::anyhow!("cannot send alerts: {}", e.without_url()))?;
+        reloader = reloader.with_alerts(alerts);
+    }
+    if let Some(url) = &args.reloader.webhook_url {
+        let target = AlertTarget {
+            sink: AlertSink::Webhook,
+            url: url.expose().to_owned(),
+            proxy: None,
+            additional_info: None,
+        };
+        let webhook = Alerts::start(target, metrics.clone())
+            .map_err(|e| anyhow::anyhow!("cannot call --webhook-url: {}", e.without_url()))?;
+        reloader = reloader.instead_of_rolling(webhook);
+    }
+    Ok(reloader)
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -440,6 +479,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         identity,
     );
+    let reloader = with_alerts(reloader, &args, &metrics)?;
     tokio::spawn(reloader.run(changes_rx, leader));
 
     if let Some(ca) = &local_ca {

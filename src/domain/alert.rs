@@ -2,7 +2,6 @@
 //! only, never a value or a digest.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde_json::json;
 
@@ -16,17 +15,18 @@ pub enum AlertSink {
     Webhook,
 }
 
-impl FromStr for AlertSink {
-    type Err = std::convert::Infallible;
-
-    /// Reloader's reading: trimmed, case-insensitive; anything unknown is the raw webhook.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "slack" => AlertSink::Slack,
-            "teams" => AlertSink::Teams,
-            "gchat" | "googlechat" | "google-chat" => AlertSink::GoogleChat,
-            _ => AlertSink::Webhook,
-        })
+impl AlertSink {
+    /// Reloader's reading of `ALERT_SINK`: trimmed, case-insensitive; `slack`, `teams`,
+    /// `gchat`, and `webhook`/`raw`/empty for the raw webhook. Anything else is the raw webhook
+    /// too (as Reloader reads it); the flag says whether the value named a sink.
+    pub fn read(s: &str) -> (AlertSink, bool) {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "slack" => (AlertSink::Slack, true),
+            "teams" => (AlertSink::Teams, true),
+            "gchat" => (AlertSink::GoogleChat, true),
+            "webhook" | "raw" | "" => (AlertSink::Webhook, true),
+            _ => (AlertSink::Webhook, false),
+        }
     }
 }
 
@@ -100,15 +100,16 @@ mod tests {
 
     #[test]
     fn sinks_are_read_as_reloader_reads_them() {
-        for (s, sink) in [
-            ("slack", AlertSink::Slack),
-            (" Teams ", AlertSink::Teams),
-            ("gchat", AlertSink::GoogleChat),
-            ("webhook", AlertSink::Webhook),
-            ("", AlertSink::Webhook),
-            ("anything", AlertSink::Webhook),
+        for (s, read) in [
+            ("slack", (AlertSink::Slack, true)),
+            (" Teams ", (AlertSink::Teams, true)),
+            ("gchat", (AlertSink::GoogleChat, true)),
+            ("webhook", (AlertSink::Webhook, true)),
+            ("raw", (AlertSink::Webhook, true)),
+            ("", (AlertSink::Webhook, true)),
+            ("anything", (AlertSink::Webhook, false)),
         ] {
-            assert_eq!(s.parse::<AlertSink>().unwrap(), sink, "{s:?}");
+            assert_eq!(AlertSink::read(s), read, "{s:?}");
         }
     }
 

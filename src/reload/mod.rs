@@ -373,7 +373,8 @@ impl Reloader {
                     if let Some(stamp) = self.index.get(&id).and_then(|w| w.stamp.clone()) {
                         pacing.rolling.insert(id.clone(), (now, stamp));
                     }
-                    self.metrics.reload(id.kind, RollResult::Success);
+                    self.metrics
+                        .reload_in(&id.namespace, id.kind, RollResult::Success);
                     if let Some(p) = pause_for {
                         pauses.insert(id, now + p);
                     }
@@ -381,7 +382,8 @@ impl Reloader {
                 Ok(Done::Accounted | Done::Nothing) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(error) => {
-                    self.metrics.reload(id.kind, RollResult::Error);
+                    self.metrics
+                        .reload_in(&id.namespace, id.kind, RollResult::Error);
                     let failures = pending.failures + 1;
                     let roll = pending.roll;
                     let wait = queue.retry(id.clone(), pending, now);

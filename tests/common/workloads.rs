@@ -48,6 +48,15 @@ impl Drop for Running {
 
 /// A kreload watching exactly `namespaces`, with webhook configurations named after the first.
 pub fn kreload_for(namespaces: &[&TestNamespace], extra: &[&str]) -> Running {
+    kreload_with_env(namespaces, extra, &[])
+}
+
+/// As [`kreload_for`], with these environment variables.
+pub fn kreload_with_env(
+    namespaces: &[&TestNamespace],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Running {
     let list = namespaces
         .iter()
         .map(|n| n.name.as_str())
@@ -63,7 +72,7 @@ pub fn kreload_for(namespaces: &[&TestNamespace], extra: &[&str]) -> Running {
         "debug",
     ];
     args.extend_from_slice(extra);
-    Running(Kreload::start(&args))
+    Running(Kreload::start_with_env(&args, env))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use std::fmt;
 use clap::{Args, ValueEnum};
 
 use crate::cli::args::RunArgs;
+pub use crate::domain::alert::AlertSink;
 use crate::domain::annotations::{
     AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, IGNORE, MATCH, PAUSE_PERIOD, PAUSED_AT, SEARCH,
     SECRET_AUTO, SECRET_RELOAD,
@@ -152,16 +153,6 @@ pub enum ReloadStrategy {
     Annotations,
 }
 
-/// `ALERT_SINK`: where alerts go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AlertSink {
-    Slack,
-    Teams,
-    GoogleChat,
-    /// A plain webhook (Reloader's `raw`, its default).
-    Webhook,
-}
-
 /// `ALERT_SINK` as given: Reloader reads any other value as its raw webhook, so kreload does
 /// too, and says so at start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,18 +164,11 @@ pub struct AlertSinkArg {
 }
 
 pub fn alert_sink(s: &str) -> Result<AlertSinkArg, String> {
-    let given = s.trim().to_ascii_lowercase();
-    let (sink, recognized) = match given.as_str() {
-        "slack" => (AlertSink::Slack, true),
-        "teams" => (AlertSink::Teams, true),
-        "gchat" => (AlertSink::GoogleChat, true),
-        "webhook" | "raw" | "" => (AlertSink::Webhook, true),
-        _ => (AlertSink::Webhook, false),
-    };
+    let (sink, recognized) = AlertSink::read(s);
     Ok(AlertSinkArg {
         sink,
         recognized,
-        given,
+        given: s.trim().to_ascii_lowercase(),
     })
 }
 
@@ -488,7 +472,7 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
             "--webhook-url",
             Warn,
             format!(
-                "--webhook-url ({url}): accepted, not yet acting: kreload rolls the workloads instead of calling the URL"
+                "--webhook-url ({url}): as Reloader: each config change that would roll something calls the URL instead, and nothing is rolled"
             ),
         );
     }
@@ -505,48 +489,58 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
         }
     }
     let a = &r.alerts;
+    let alerting = a.alert_on_reload == Some(true);
     if let Some(on) = a.alert_on_reload {
+        let message = match (on, &a.alert_webhook_url) {
+            (true, Some(url)) => format!(
+                "ALERT_ON_RELOAD=true: each roll sends an alert to {url} (names and keys, never values)"
+            ),
+            (true, None) => {
+                "ALERT_ON_RELOAD=true but no ALERT_WEBHOOK_URL: no alert can be sent".into()
+            }
+            (false, _) => "ALERT_ON_RELOAD=false: no alerts, as with Reloader".into(),
+        };
         say(
             "ALERT_ON_RELOAD",
-            if on { Warn } else { Info },
-            if on {
-                "ALERT_ON_RELOAD=true: accepted, not yet acting: no alert is sent on a reload yet; each roll is recorded as a Reloaded Event on the workload".into()
+            if on && a.alert_webhook_url.is_none() {
+                Warn
             } else {
-                "ALERT_ON_RELOAD=false: no alerts, as with Reloader".into()
+                Info
             },
+            message,
         );
     }
     if let Some(sink) = &a.alert_sink {
         let mut message = format!(
-            "ALERT_SINK={}: accepted, not yet acting: no alert is sent yet",
-            sink.given
+            "ALERT_SINK={}: alerts are sent as {}",
+            sink.given, sink.sink
         );
         if !sink.recognized {
             message.push_str(
                 " (not slack, teams, gchat or webhook: read as webhook, as Reloader does)",
             );
         }
-        say("ALERT_SINK", Warn, message);
+        if !alerting {
+            message.push_str("; no effect without ALERT_ON_RELOAD=true");
+        }
+        say(
+            "ALERT_SINK",
+            if sink.recognized { Info } else { Warn },
+            message,
+        );
     }
-    if let Some(url) = &a.alert_webhook_url {
+    if a.alert_webhook_url.is_some() && !alerting {
         say(
             "ALERT_WEBHOOK_URL",
-            Warn,
-            format!("ALERT_WEBHOOK_URL ({url}): accepted, not yet acting: no alert is sent yet"),
+            Info,
+            "ALERT_WEBHOOK_URL: no effect without ALERT_ON_RELOAD=true".into(),
         );
     }
     if let Some(url) = &a.alert_webhook_proxy {
         say(
             "ALERT_WEBHOOK_PROXY",
-            Warn,
-            format!("ALERT_WEBHOOK_PROXY ({url}): accepted, not yet acting: no alert is sent yet"),
-        );
-    }
-    if a.alert_additional_info.is_some() {
-        say(
-            "ALERT_ADDITIONAL_INFO",
-            Warn,
-            "ALERT_ADDITIONAL_INFO: accepted, not yet acting: no alert is sent yet".into(),
+            Info,
+            format!("ALERT_WEBHOOK_PROXY: alerts go through {url}"),
         );
     }
     if let Some(ns) = r
