@@ -478,3 +478,83 @@ async fn own_namespace_and_kube_system_are_never_acted_on() {
     }
     check(failures, &[&own, &system]);
 }
+
+/// Rule 3 in HA: changes skipped on purpose while the leader is dead and before the other
+/// replica takes the Lease (a Secret created, `ignore` added) roll nothing when it takes over:
+/// the follower saw them and accounts for them instead of rolling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_changes_during_a_leader_gap_never_roll() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-s-gap").await;
+    cm("watched").create(&ns).await;
+    let lease = format!("kreload-{}", ns.name);
+    let replica = |who: &str| {
+        let identity = format!("{}-{who}", ns.name);
+        let webhook = format!("kreload-{}-{who}", ns.name);
+        Running(Kreload::start(&[
+            "--namespaces",
+            &ns.name,
+            "--webhook-config-name",
+            &webhook,
+            "--enable-ha",
+            "--lease-name",
+            &lease,
+            "--lease-duration",
+            "8s",
+            "--identity",
+            &identity,
+        ]))
+    };
+    let a = replica("a");
+    let b = replica("b");
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    create(
+        &ns,
+        deploy("late", auto.clone(), optional_secret("late-secret")),
+    )
+    .await;
+    create(&ns, deploy("ign", auto, env_from(&["watched"], &[]))).await;
+    let d = Kind::Deployment;
+    let keep = [
+        keeps(
+            d,
+            "late",
+            "its Secret was created in the leader gap, no --reload-on-create",
+        ),
+        keeps(d, "ign", "its ConfigMap got `ignore` in the leader gap"),
+    ];
+    let bases = baselines(&ns, &keep).await;
+    let ids = [format!("{}-a", ns.name), format!("{}-b", ns.name)];
+    let leader = wait_for("a leader", Duration::from_secs(30), || async {
+        let h = lease_holder(&client, &lease).await?;
+        ids.iter().position(|i| *i == h)
+    })
+    .await;
+    let (dead, survivor) = if leader == 0 {
+        (&a, &ids[1])
+    } else {
+        (&b, &ids[0])
+    };
+    // Killed, not stopped: the Lease is not released, so nobody leads for a while.
+    dead.stop();
+    secret("late-secret").create(&ns).await;
+    patch_cm(
+        &ns,
+        "watched",
+        json!({"metadata": {"annotations": {"reloader.stakater.com/ignore": "true"}}}),
+    )
+    .await;
+    assert_eq!(
+        lease_holder(&client, &lease).await.as_ref(),
+        Some(&ids[leader]),
+        "the changes must land while the dead leader still holds the Lease"
+    );
+    wait_for(
+        &format!("{survivor} to take over"),
+        Duration::from_secs(60),
+        || async { (lease_holder(&client, &lease).await.as_ref() == Some(survivor)).then_some(()) },
+    )
+    .await;
+    let failures = nothing_rolled(&ns, &keep, &bases, "after the takeover").await;
+    check(failures, &[&a, &b]);
+}

@@ -35,6 +35,8 @@ pub struct Admission {
     namespaces: Arc<NamespaceFilter>,
     /// Workload kinds never rolled (`--ignored-workload-types`), so never stamped either.
     ignored_workloads: BTreeSet<WorkloadKind>,
+    /// The user kreload's own writes come as (its ServiceAccount), when known.
+    own_user: Option<String>,
 }
 
 impl Admission {
@@ -51,7 +53,14 @@ impl Admission {
             index,
             namespaces,
             ignored_workloads,
+            own_user: None,
         }
+    }
+
+    /// The user kreload's own writes come as: only those (with its field manager) are its own.
+    pub fn with_own_user(mut self, user: Option<String>) -> Self {
+        self.own_user = user;
+        self
     }
 
     pub fn stamper(&self) -> &Stamper {

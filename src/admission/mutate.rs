@@ -120,9 +120,13 @@ impl Admission {
             };
             let old_stamp = old.as_ref().and_then(stamp_of);
             let old_accounted = old.as_ref().and_then(accounted_of);
-            if new_stamp.is_some() && new_stamp != old_stamp {
-                // The request writes a stamp itself (the watcher's roll, maybe from a replica
-                // whose store differs from this one's): it stands.
+            if new_stamp.is_some()
+                && new_stamp != old_stamp
+                && req.is_from(self.own_user.as_deref())
+            {
+                // kreload's own write (the watcher's roll, maybe from a replica whose store
+                // differs from this one's): it stands. A stamp anyone else writes (a manifest
+                // carrying an exported one, say) is not taken: the old one is kept.
                 return Ok(Verdict::allow());
             }
             // Admission never advances a stamp by itself: only when the update changes the
@@ -133,7 +137,10 @@ impl Admission {
                 (Some(current()), None)
             } else {
                 // Kept as the old object had them: a re-apply that drops them gets them back.
-                let accounted = if new_accounted.is_some() && new_accounted != old_accounted {
+                let accounted = if new_accounted.is_some()
+                    && new_accounted != old_accounted
+                    && req.is_from(self.own_user.as_deref())
+                {
                     new_accounted.clone()
                 } else {
                     old_accounted

@@ -58,6 +58,9 @@ pub(super) struct Request<'a> {
     /// The request's options (CreateOptions, UpdateOptions, ...): who writes, by field manager.
     #[serde(default)]
     pub(super) options: Option<RequestOptions>,
+    /// Who sends the request.
+    #[serde(default)]
+    pub(super) user_info: Option<UserInfo>,
     /// The object, when the mutating webhook's one-pass parse already read it.
     #[serde(skip)]
     pub(super) parsed_object: Option<Preparsed>,
@@ -71,6 +74,25 @@ pub(super) struct Request<'a> {
 #[serde(rename_all = "camelCase", default)]
 pub(super) struct RequestOptions {
     pub(super) field_manager: String,
+}
+
+/// The part of a request's user the webhooks read.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct UserInfo {
+    pub(super) username: String,
+}
+
+impl Request<'_> {
+    /// Whether kreload itself sends this request: its field manager, and its own user (the
+    /// field manager alone anyone can claim).
+    pub(super) fn is_from(&self, own_user: Option<&str>) -> bool {
+        let manager = self.options.as_ref().map(|o| o.field_manager.as_str());
+        let user = self.user_info.as_ref().map(|u| u.username.as_str());
+        manager == Some(crate::domain::annotations::FIELD_MANAGER)
+            && own_user.is_some()
+            && user == own_user
+    }
 }
 
 /// An object read during the one-pass parse of a review (see [`parse_for_mutate`]).
@@ -206,6 +228,8 @@ enum Field {
     Operation,
     Object,
     OldObject,
+    Options,
+    UserInfo,
     Other,
 }
 
@@ -225,6 +249,8 @@ impl<'de> Deserialize<'de> for Field {
                     "operation" => Field::Operation,
                     "object" => Field::Object,
                     "oldObject" => Field::OldObject,
+                    "options" => Field::Options,
+                    "userInfo" => Field::UserInfo,
                     _ => Field::Other,
                 })
             }
@@ -254,10 +280,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                     object: None,
                     old_object: None,
                     options: None,
+                    user_info: None,
                     parsed_object: None,
                     parsed_old: None,
                 };
-                let mut seen = [false; 6];
+                let mut seen = [false; 8];
                 while let Some(field) = map.next_key::<Field>()? {
                     if let Field::Other = field {
                         map.next_value::<serde::de::IgnoredAny>()?;
@@ -291,6 +318,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                             req.parsed_old = Some(w.0.map(Box::new));
                         }
                         Field::OldObject => req.old_object = map.next_value()?,
+                        Field::Options => req.options = map.next_value()?,
+                        Field::UserInfo => req.user_info = map.next_value()?,
                         Field::Other => unreachable!("skipped above"),
                     }
                 }

@@ -40,6 +40,17 @@ fn admission_with(store: Arc<DigestStore>, filters: Filters) -> Admission {
         Arc::default(),
         BTreeSet::new(),
     )
+    .with_own_user(Some(KRELOAD_USER.into()))
+}
+
+const KRELOAD_USER: &str = "system:serviceaccount:kreload:kreload";
+
+/// A review as kreload's own write: its field manager and its user.
+fn as_kreload(body: Vec<u8>) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&body).unwrap();
+    v["request"]["options"] = json!({"kind": "PatchOptions", "fieldManager": "kreload"});
+    v["request"]["userInfo"] = json!({"username": KRELOAD_USER});
+    serde_json::to_vec(&v).unwrap()
 }
 
 fn review(group: &str, kind: &str, operation: &str, object: Value) -> Vec<u8> {
@@ -190,12 +201,25 @@ fn a_stamp_written_by_the_update_itself_is_kept() {
     let other = format!("v2.{}.{}", a.stamper().key().id(), "1".repeat(64));
     // The watcher (maybe on a replica whose store differs) writes a new stamp: kept.
     let answer = a
-        .mutate(&review_update(
+        .mutate(&as_kreload(review_update(
             opted_in(Some(&other)),
             opted_in(Some(&stale)),
-        ))
+        )))
         .unwrap();
     assert_eq!(answer.outcome, Outcome::Allowed);
+    // Anyone else writing a stamp (a manifest carrying an exported one), or claiming kreload's
+    // field manager as another user: the old stamp is kept, so no sync rolls the workload.
+    let new = opted_in(Some(&other));
+    let answer = a
+        .mutate(&review_update(new.clone(), opted_in(Some(&stale))))
+        .unwrap();
+    assert_eq!(written(&new, &answer, TEMPLATE_STAMP), Some(json!(stale)));
+    let mut claimed: Value =
+        serde_json::from_slice(&review_update(new.clone(), opted_in(Some(&stale)))).unwrap();
+    claimed["request"]["options"] = json!({"fieldManager": "kreload"});
+    claimed["request"]["userInfo"] = json!({"username": "mallory"});
+    let answer = a.mutate(&serde_json::to_vec(&claimed).unwrap()).unwrap();
+    assert_eq!(written(&new, &answer, TEMPLATE_STAMP), Some(json!(stale)));
 }
 
 #[test]
@@ -273,7 +297,7 @@ fn the_accounted_hash_is_kept_like_the_stamp_and_dropped_when_the_template_rolls
     let mut newer = old.clone();
     newer["metadata"]["annotations"]["kreload.dev/accounted-hash"] = json!("v2.x.3");
     assert_eq!(
-        a.mutate(&review_update(newer, old.clone()))
+        a.mutate(&as_kreload(review_update(newer, old.clone())))
             .unwrap()
             .outcome,
         Outcome::Allowed
@@ -511,11 +535,16 @@ fn the_validator_judges_only_what_a_request_changes() {
     let mut changed = deleting.clone();
     changed["metadata"]["annotations"]["reloader.stakater.com/search"] = json!("yes");
     assert_eq!(outcome(review_update(changed, deleting)), Outcome::Allowed);
-    // kreload's own writes (a roll, a pause, a Job created again) pass.
-    let mut own: Value =
-        serde_json::from_slice(&review("apps", "Deployment", "CREATE", bad())).unwrap();
-    own["request"]["options"] = json!({"kind": "CreateOptions", "fieldManager": "kreload"});
-    assert_eq!(outcome(serde_json::to_vec(&own).unwrap()), Outcome::Allowed);
+    // kreload's own writes (a roll, a pause, a Job created again) pass; its field manager
+    // claimed by another user does not.
+    let own = as_kreload(review("apps", "Deployment", "CREATE", bad()));
+    assert_eq!(outcome(own.clone()), Outcome::Allowed);
+    let mut claimed: Value = serde_json::from_slice(&own).unwrap();
+    claimed["request"]["userInfo"]["username"] = json!("mallory");
+    assert_eq!(
+        outcome(serde_json::to_vec(&claimed).unwrap()),
+        Outcome::Denied
+    );
     // A write that sets or changes a judged annotation is judged.
     let good = deployment(json!({"reloader.stakater.com/auto": "true"}), None);
     assert_eq!(outcome(review_update(bad(), good.clone())), Outcome::Denied);

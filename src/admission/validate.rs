@@ -2,7 +2,6 @@
 
 use serde_json::value::RawValue;
 
-use crate::domain::annotations::FIELD_MANAGER;
 use crate::domain::check::{being_deleted, changes_judged_annotations, check_rules};
 use crate::domain::config::{ConfigId, ConfigKind};
 use crate::domain::entry::ConfigView;
@@ -31,10 +30,7 @@ impl Admission {
         // Judge only what a request changes: kreload's own writes (a roll, a pause, a Job
         // recreated), writes to objects being deleted (finalizer removals), and updates that
         // leave the judged annotations as they were (labels, scale, status) always pass.
-        let own_write = req
-            .options
-            .as_ref()
-            .is_some_and(|o| o.field_manager == FIELD_MANAGER);
+        let own_write = req.is_from(self.own_user.as_deref());
         let deleting = being_deleted(raw) || old.is_some_and(being_deleted);
         let unchanged = req.operation == "UPDATE"
             && old.is_some_and(|old| {

@@ -29,6 +29,23 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Clie
     Ok(Client::try_from(config)?)
 }
 
+/// The user this client acts as (a SelfSubjectReview): kreload's own writes are told apart by
+/// it. `None` when the API server does not say (kreload then treats no write as its own).
+pub async fn own_user(client: &Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: Api<SelfSubjectReview> = Api::all(client.clone());
+    match api
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+    {
+        Ok(review) => review.status?.user_info?.username,
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell which user kreload acts as (SelfSubjectReview); none of its writes will be told apart from others'");
+            None
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read or create Secret {namespace}/{name}: {source}")]

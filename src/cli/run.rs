@@ -402,13 +402,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(admission = %bound, health = %health.local_addr()?, "listening");
 
     let stamper = Stamper::new(key, filters);
-    let admission = Arc::new(Admission::new(
-        stamper.clone(),
-        store.clone(),
-        index.clone(),
-        namespaces.clone(),
-        ignored_workloads.clone(),
-    ));
+    let own_user = client::own_user(&client).await;
+    tracing::info!(user = own_user.as_deref().unwrap_or("?"), "kreload acts as");
+    let admission = Arc::new(
+        Admission::new(
+            stamper.clone(),
+            store.clone(),
+            index.clone(),
+            namespaces.clone(),
+            ignored_workloads.clone(),
+        )
+        .with_own_user(own_user),
+    );
     let limits = Limits::default();
     let router = server::admission_router(admission.clone(), metrics.clone(), &limits);
     tokio::spawn(server::serve_plain(

@@ -163,12 +163,15 @@ impl Reloader {
     }
 
     /// Workloads whose baseline (with the current key) differs from the current hash: changes
-    /// made while no leader was rolling. Unstamped and foreign-stamped ones are left alone.
-    fn startup_drift(&self) -> Vec<WorkloadId> {
+    /// made while no leader was rolling. Unstamped and foreign-stamped ones are left alone, and
+    /// so are those this replica has queued (it saw their changes while following, and knows
+    /// which to roll and which only to account for).
+    fn startup_drift(&self, queue: &ReloadQueue) -> Vec<WorkloadId> {
         self.index
             .all()
             .into_iter()
             .filter(|w| self.acts_on(w))
+            .filter(|w| !queue.contains(&w.id))
             .filter(|w| match (self.baseline(w), self.current_stamp(w)) {
                 (Some(baseline), Some(current)) => baseline != current,
                 _ => false,
@@ -473,7 +476,7 @@ impl Reloader {
                 leading = !leading;
                 self.metrics.set_leader(leading);
                 if leading && self.instead_of_rolling.is_none() {
-                    let drift = self.startup_drift();
+                    let drift = self.startup_drift(&queue);
                     tracing::info!(
                         workloads = drift.len(),
                         "leading: rolling workloads whose config changed while nobody was rolling"
@@ -484,7 +487,9 @@ impl Reloader {
                     }
                     pauses.extend(self.paused_deployments());
                 } else {
-                    queue.clear();
+                    // The queue stays: what this replica saw while leading or following is what
+                    // it acts on if it leads again (each item is re-derived from the cluster's
+                    // state then, so a stale one does nothing).
                     pauses.clear();
                 }
             }
@@ -492,7 +497,9 @@ impl Reloader {
             let now = Instant::now();
             // Rolls held back by the pacing: wake when a per-minute slot frees, and look at
             // rollouts in progress every second.
-            let queue_due = if pacing.pace.is_limited() && queue.has_due_roll(now) {
+            let queue_due = if !leading {
+                None
+            } else if pacing.pace.is_limited() && queue.has_due_roll(now) {
                 let poll = now + Duration::from_secs(1);
                 Some(pacing.pace.next_slot().map_or(poll, |t| t.min(poll)))
             } else {
@@ -506,14 +513,15 @@ impl Reloader {
             tokio::select! {
                 change = changes.recv() => {
                     let Some(change) = change else { break };
-                    if !leading {
-                        continue;
-                    }
+                    // A follower queues changes too (and never pops them): if it takes over, it
+                    // knows which of the changes made since it started roll and which are only
+                    // accounted for, where the start-up comparison alone could not tell.
                     let now = Instant::now();
                     let effects = self.affected(&change);
                     if let Some(webhook) = &self.instead_of_rolling {
-                        // Reloader's --webhook-url: one call per change that would roll something.
-                        if effects.iter().any(|(_, e)| matches!(e, Effect::Roll(_))) {
+                        // Reloader's --webhook-url: one call per change that would roll
+                        // something (by the leader), and no roll ever.
+                        if leading && effects.iter().any(|(_, e)| matches!(e, Effect::Roll(_))) {
                             tracing::info!(namespace = %change.namespace, config = %change.id, "calling --webhook-url instead of rolling");
                             webhook.send(upgrade_webhook_payload());
                         }
@@ -522,9 +530,9 @@ impl Reloader {
                     for (id, effect) in effects {
                         match effect {
                             Effect::Roll(reasons) => match queue.push(id, reasons, now) {
-                                Pushed::Merged => self.metrics.coalesced(),
-                                Pushed::Deferred => self.metrics.deferred(),
-                                Pushed::Scheduled => {}
+                                Pushed::Merged if leading => self.metrics.coalesced(),
+                                Pushed::Deferred if leading => self.metrics.deferred(),
+                                _ => {}
                             },
                             Effect::Account => {
                                 queue.push_account(id, now);

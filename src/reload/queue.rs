@@ -218,9 +218,9 @@ impl ReloadQueue {
         self.pending.is_empty()
     }
 
-    /// Drops everything (on losing leadership: the next leader recomputes from the cluster).
-    pub fn clear(&mut self) {
-        self.pending.clear();
+    /// Whether something is pending for a workload.
+    pub fn contains(&self, id: &WorkloadId) -> bool {
+        self.pending.contains_key(id)
     }
 }
 
