@@ -692,7 +692,7 @@ async fn runs_on_its_service_account(namespaced: bool) {
         },
     )
     .await;
-    assert!(second.starts_with("v1."), "{second}");
+    assert!(second.starts_with("v2."), "{second}");
     wait_for(
         "kreload to recreate the opted-in Job",
         Duration::from_secs(30),
