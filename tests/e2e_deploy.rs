@@ -992,29 +992,6 @@ fn rbac_objects(namespace: &str, sets: &[&str], suffix: &str) -> (Vec<Value>, Ve
     (objects, cluster_scoped)
 }
 
-/// A kubeconfig for the harness that authenticates with `token` instead of the admin certificate.
-fn token_kubeconfig(token: &str, path: &Path) {
-    let admin = kube::config::Kubeconfig::read_from(kubeconfig_path()).expect("admin kubeconfig");
-    let cluster = admin.clusters[0].cluster.clone().expect("a cluster");
-    let mut c = json!({"server": cluster.server});
-    match (
-        &cluster.certificate_authority_data,
-        &cluster.certificate_authority,
-    ) {
-        (Some(data), _) => c["certificate-authority-data"] = json!(data),
-        (None, Some(file)) => c["certificate-authority"] = json!(file),
-        (None, None) => {}
-    }
-    let config = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "harness", "cluster": c}],
-        "users": [{"name": "kreload", "user": {"token": token}}],
-        "contexts": [{"name": "kreload", "context": {"cluster": "harness", "user": "kreload"}}],
-        "current-context": "kreload",
-    });
-    std::fs::write(path, config.to_string()).unwrap();
-}
-
 fn can_i(sa: &str, args: &[&str]) -> bool {
     let mut all = vec!["auth", "can-i"];
     all.extend(args);

@@ -34,7 +34,7 @@ use alerts::Alerts;
 use jobs::JobCreates;
 use queue::{Pace, Pending, Pushed, Reasons, ReloadQueue};
 pub use writes::{WRITE_TIMEOUT, api_resource};
-use writes::{Writer, describe, now_rfc3339, object_ref};
+use writes::{Writer, describe, now_rfc3339, object_ref, short_error};
 
 /// How many rolls are written at once.
 const CONCURRENT_WRITES: usize = 8;
@@ -397,8 +397,9 @@ impl Reloader {
                         && let Some(w) = self.index.get(&id)
                     {
                         let note = format!(
-                            "kreload could not roll it ({error}); failure {failures}, retrying in {}s",
-                            wait.as_secs()
+                            "kreload could not roll it (failure {failures}, retrying in {}s): {}",
+                            wait.as_secs(),
+                            short_error(&error)
                         );
                         self.writer
                             .event(object_ref(&w), true, "ReloadFailed", note)

@@ -226,3 +226,17 @@ fn reasons_name_configs_and_keys_never_values() {
         "config changed while kreload was not rolling"
     );
 }
+
+#[test]
+fn event_notes_fit_the_api_limit() {
+    use super::writes::fit_note;
+    assert_eq!(fit_note("short".into()), "short");
+    // A refusal's message can exceed the 1024 bytes an Event note may hold.
+    let long = "é".repeat(1000);
+    let fitted = fit_note(long.clone());
+    assert!(fitted.len() <= 1024, "{} bytes", fitted.len());
+    assert!(fitted.ends_with('…'));
+    assert!(long.starts_with(fitted.trim_end_matches('…')));
+    let exact = "a".repeat(1024);
+    assert_eq!(fit_note(exact.clone()), exact);
+}

@@ -153,7 +153,7 @@ impl Writer {
             event_time: Some(MicroTime(now)),
             action: Some("Reload".into()),
             reason: Some(reason.to_owned()),
-            note: Some(note),
+            note: Some(fit_note(note)),
             type_: Some(if warning { "Warning" } else { "Normal" }.into()),
             reporting_controller: Some(FIELD_MANAGER.to_owned()),
             reporting_instance: Some(self.identity.clone()),
@@ -164,6 +164,32 @@ impl Writer {
         if let Err(error) = bounded(api.create(&PostParams::default(), &event)).await {
             tracing::debug!(%error, "could not record an Event");
         }
+    }
+}
+
+/// The API server refuses an Event whose note is longer than this many bytes.
+const NOTE_LIMIT: usize = 1024;
+
+/// `note`, cut at a character boundary to fit an Event: an error message can be longer than
+/// an Event may carry, and the API server would refuse the whole Event.
+pub(super) fn fit_note(mut note: String) -> String {
+    if note.len() <= NOTE_LIMIT {
+        return note;
+    }
+    let mut end = NOTE_LIMIT - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push('…');
+    note
+}
+
+/// What the API server said, without kube's dump of the whole Status.
+pub(super) fn short_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
     }
 }
 

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod observe;
+pub mod policy;
 pub mod workloads;
 
 use std::path::PathBuf;
@@ -261,6 +263,35 @@ pub fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// A kubeconfig for the harness that authenticates with `token` instead of the admin certificate.
+pub fn token_kubeconfig(token: &str, path: &std::path::Path) {
+    let admin = kube::config::Kubeconfig::read_from(kubeconfig_path()).expect("admin kubeconfig");
+    let cluster = admin.clusters[0].cluster.clone().expect("a cluster");
+    let mut c = json!({"server": cluster.server});
+    match (
+        &cluster.certificate_authority_data,
+        &cluster.certificate_authority,
+    ) {
+        (Some(data), _) => c["certificate-authority-data"] = json!(data),
+        (None, Some(file)) => c["certificate-authority"] = json!(file),
+        (None, None) => {}
+    }
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "harness", "cluster": c}],
+        "users": [{"name": "kreload", "user": {"token": token}}],
+        "contexts": [{"name": "kreload", "context": {"cluster": "harness", "user": "kreload"}}],
+        "current-context": "kreload",
+    });
+    std::fs::write(path, config.to_string()).unwrap();
+}
+
+/// The kreload binary the tests run: this build, or the one `KRELOAD_TEST_BIN` names (e.g. an
+/// older one, to show a test fails on it).
+pub fn kreload_bin() -> String {
+    std::env::var("KRELOAD_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_kreload").to_owned())
+}
+
 /// A running kreload (`kreload run --local`) as a child process, logging to a file. It exits
 /// when stopped, or when the test process dies (its stdin closes).
 pub struct Kreload {
@@ -288,10 +319,7 @@ impl Kreload {
             rand_suffix()
         ));
         let health_port = free_port();
-        // KRELOAD_TEST_BIN runs another build (e.g. an older one, to show a test fails on it).
-        let bin = std::env::var("KRELOAD_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kreload").to_owned());
-        let mut child = std::process::Command::new(bin)
+        let mut child = std::process::Command::new(kreload_bin())
             .args(["run", "--local", "--exit-on-stdin-close", "--health-listen"])
             .arg(format!("127.0.0.1:{health_port}"))
             .arg("--kubeconfig")
@@ -441,6 +469,19 @@ pub fn template_stamp(d: &Deployment) -> Option<String> {
         .as_ref()?
         .get("kreload.dev/config-hash")
         .cloned()
+}
+
+/// An API error in one short line (the API server's message, cut at 200 characters), for
+/// failure lists.
+pub fn short(e: &kube::Error) -> String {
+    let text = match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    };
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
 }
 
 pub fn free_port() -> u16 {
