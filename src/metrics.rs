@@ -31,8 +31,6 @@ pub enum SkipReason {
     Created,
     /// A config was deleted, without `--reload-on-delete`.
     Deleted,
-    /// The workload's kind is in `--ignored-workload-types`.
-    WorkloadType,
     /// The change does not touch what the workload's trigger set holds.
     NotConsumed,
     /// Only the config's labels or annotations changed (or an `ignore` hid a data change).
@@ -42,11 +40,10 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    const ALL: [SkipReason; 7] = [
+    const ALL: [SkipReason; 6] = [
         SkipReason::Namespace,
         SkipReason::Created,
         SkipReason::Deleted,
-        SkipReason::WorkloadType,
         SkipReason::NotConsumed,
         SkipReason::MetadataOnly,
         SkipReason::AlreadyCurrent,
@@ -57,7 +54,6 @@ impl SkipReason {
             SkipReason::Namespace => "namespace",
             SkipReason::Created => "created",
             SkipReason::Deleted => "deleted",
-            SkipReason::WorkloadType => "workload_type",
             SkipReason::NotConsumed => "not_consumed",
             SkipReason::MetadataOnly => "metadata_only",
             SkipReason::AlreadyCurrent => "already_current",

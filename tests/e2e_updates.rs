@@ -760,3 +760,77 @@ async fn pods_of_cronjob_jobs_and_rollouts_carry_their_owners_stamp() {
     }
     check(failures, &[&kreload]);
 }
+
+/// Issue 10 ("no roll is lost"): a config changed right after its workload was created, maybe
+/// before the watcher indexed the workload (no change event can find it then), still rolls the
+/// workload, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_right_after_a_workload_is_created_still_rolls_it() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-u-early").await;
+    let kreload = kreload_for(&[&ns], &["--min-roll-interval", "0s"]);
+    let names: Vec<String> = (0..6).map(|i| format!("early-{i}")).collect();
+    for name in &names {
+        cm(name).create(&ns).await;
+    }
+    let mut cases = Vec::new();
+    let mut bases = Vec::new();
+    for name in &names {
+        let name: &'static str = Box::leak(name.clone().into_boxed_str());
+        create(
+            &ns,
+            deploy(
+                name,
+                json!({"reloader.stakater.com/auto": "true"}),
+                env_from(&[name], &[]),
+            ),
+        )
+        .await;
+        // At once: the watcher may not have the Deployment yet.
+        set_cm(&ns, name, "k", "v1").await;
+        cases.push(rolls(
+            Kind::Deployment,
+            name,
+            "its ConfigMap changed right after it was created",
+        ));
+    }
+    for c in &cases {
+        wait_for(
+            &format!("{} to roll out", c.name),
+            Duration::from_secs(90),
+            || async { settled(&ns, c.kind, c.name).await.then_some(()) },
+        )
+        .await;
+    }
+    // The baseline is the stamp the webhook gave at creation, before the change.
+    for c in &cases {
+        let created = ns
+            .api::<ReplicaSet>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|rs| {
+                rs.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.name == c.name)
+            })
+            .min_by_key(|rs| rs.metadata.creation_timestamp.clone().map(|t| t.0))
+            .and_then(|rs| {
+                rs.spec?
+                    .template?
+                    .metadata?
+                    .annotations?
+                    .get(STAMP)
+                    .cloned()
+            });
+        bases.push(Base {
+            stamp: created,
+            revisions: 1,
+        });
+    }
+    check(verify(&ns, &cases, &bases).await, &[&kreload]);
+}

@@ -181,6 +181,7 @@ struct WorkloadFeeds {
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
+    new_workloads: mpsc::UnboundedSender<crate::domain::workload::WorkloadId>,
 }
 
 impl WorkloadFeeds {
@@ -192,6 +193,7 @@ impl WorkloadFeeds {
             self.auto_reload_all,
             self.metrics.clone(),
             self.sync.clone(),
+            self.new_workloads.clone(),
         ));
     }
 
@@ -328,12 +330,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .iter()
             .map(move |s| watch_name(k.as_str(), s.as_deref()))
     }));
+    let (new_workloads_tx, new_workloads_rx) = mpsc::unbounded_channel();
     let feeds = WorkloadFeeds {
         client: client.clone(),
         index: index.clone(),
         auto_reload_all: args.auto_reload_all,
         metrics: metrics.clone(),
         sync: workload_sync,
+        new_workloads: new_workloads_tx,
     };
     for scope in &scopes {
         for kind in &kinds {
@@ -485,7 +489,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         identity,
     );
     let reloader = with_alerts(reloader, &args, &metrics)?;
-    tokio::spawn(reloader.run(changes_rx, leader));
+    tokio::spawn(reloader.run(changes_rx, new_workloads_rx, leader));
 
     if let Some(ca) = &local_ca {
         let (m, v) = webhooks::local(

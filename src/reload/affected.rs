@@ -44,8 +44,8 @@ pub fn affected(
     };
     let mut out = Vec::new();
     for w in index.candidates(&change.namespace, &change.id) {
+        // Ignored kinds are not even watched; this keeps the rule if one ever is.
         if settings.ignored_workload_types.contains(&w.id.kind) {
-            metrics.skipped(SkipReason::WorkloadType);
             continue;
         }
         let contribution_of = |entry| contribution(&w.policy, &w.refs, &change.id, entry, filters);

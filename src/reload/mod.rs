@@ -172,12 +172,17 @@ impl Reloader {
             .into_iter()
             .filter(|w| self.acts_on(w))
             .filter(|w| !queue.contains(&w.id))
-            .filter(|w| match (self.baseline(w), self.current_stamp(w)) {
-                (Some(baseline), Some(current)) => baseline != current,
-                _ => false,
-            })
+            .filter(|w| self.drifted(w))
             .map(|w| w.id.clone())
             .collect()
+    }
+
+    /// Whether a workload's baseline (with the current key) differs from its current hash.
+    fn drifted(&self, w: &WorkloadInfo) -> bool {
+        match (self.baseline(w), self.current_stamp(w)) {
+            (Some(baseline), Some(current)) => baseline != current,
+            _ => false,
+        }
     }
 
     /// How long to keep a Deployment paused after a reload, if its `pause-period` asks for it.
@@ -385,8 +390,10 @@ impl Reloader {
                 Ok(Done::Accounted | Done::Nothing) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(error) => {
-                    self.metrics
-                        .reload_in(&id.namespace, id.kind, RollResult::Error);
+                    if pending.roll {
+                        self.metrics
+                            .reload_in(&id.namespace, id.kind, RollResult::Error);
+                    }
                     let failures = pending.failures + 1;
                     let roll = pending.roll;
                     let wait = queue.retry(id.clone(), pending, now);
@@ -457,6 +464,7 @@ impl Reloader {
     pub async fn run(
         self,
         mut changes: mpsc::UnboundedReceiver<ConfigChange>,
+        mut new_workloads: mpsc::UnboundedReceiver<WorkloadId>,
         mut leader: watch::Receiver<bool>,
     ) {
         let mut queue = ReloadQueue::new(
@@ -539,6 +547,18 @@ impl Reloader {
                                 queue.push_account(id, now);
                             }
                         }
+                    }
+                }
+                Some(id) = new_workloads.recv() => {
+                    // A workload the watch just found (created moments ago, or while a watch
+                    // re-listed): a change it missed before it was indexed rolls it now.
+                    let drifted = self
+                        .index
+                        .get(&id)
+                        .is_some_and(|w| self.acts_on(&w) && self.drifted(&w));
+                    if drifted && self.instead_of_rolling.is_none() && !queue.contains(&id) {
+                        tracing::info!(workload = %id, "its config changed before it was indexed; rolling it");
+                        queue.push(id, Reasons::new(), Instant::now());
                     }
                 }
                 _ = leader.changed() => {}

@@ -130,13 +130,16 @@ impl WorkloadIndex {
     }
 
     /// Records (or replaces) a workload.
-    pub fn upsert(&self, info: WorkloadInfo) {
+    /// Records (or replaces) a workload; true when the index did not have it.
+    pub fn upsert(&self, info: WorkloadInfo) -> bool {
         let mut inner = self.inner.write();
-        if let Some(old) = inner.workloads.remove(&info.id) {
-            inner.unlink(&old);
+        let old = inner.workloads.remove(&info.id);
+        if let Some(old) = &old {
+            inner.unlink(old);
         }
         inner.link(&info);
         inner.workloads.insert(info.id.clone(), Arc::new(info));
+        old.is_none()
     }
 
     pub fn remove(&self, id: &WorkloadId) -> Option<Arc<WorkloadInfo>> {
@@ -148,7 +151,13 @@ impl WorkloadIndex {
 
     /// Replaces every workload of one kind (after a full re-list), in one namespace or all, in
     /// one step: a reader never sees the kind half listed.
-    pub fn replace_kind(&self, kind: WorkloadKind, scope: Option<&str>, fresh: Vec<WorkloadInfo>) {
+    /// Returns the workloads it did not have.
+    pub fn replace_kind(
+        &self,
+        kind: WorkloadKind,
+        scope: Option<&str>,
+        fresh: Vec<WorkloadInfo>,
+    ) -> Vec<WorkloadId> {
         let mut inner = self.inner.write();
         let stale: Vec<WorkloadId> = inner
             .workloads
@@ -156,18 +165,25 @@ impl WorkloadIndex {
             .filter(|id| id.kind == kind && scope.is_none_or(|ns| ns == id.namespace))
             .cloned()
             .collect();
-        for id in &stale {
-            if let Some(old) = inner.workloads.remove(id) {
+        let mut known: std::collections::HashSet<WorkloadId> = std::collections::HashSet::new();
+        for id in stale {
+            if let Some(old) = inner.workloads.remove(&id) {
                 inner.unlink(&old);
             }
+            known.insert(id);
         }
+        let mut new = Vec::new();
         for info in fresh {
+            if !known.contains(&info.id) {
+                new.push(info.id.clone());
+            }
             if let Some(old) = inner.workloads.remove(&info.id) {
                 inner.unlink(&old);
             }
             inner.link(&info);
             inner.workloads.insert(info.id.clone(), Arc::new(info));
         }
+        new
     }
 
     pub fn get(&self, id: &WorkloadId) -> Option<Arc<WorkloadInfo>> {

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde::Deserialize;
+use tokio::sync::mpsc;
 
 use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH, PAUSED_AT};
 use crate::domain::policy;
@@ -123,7 +124,9 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
 }
 
 /// Keeps the index's view of one workload kind current, forever, in one namespace (`scope`) or
-/// in all.
+/// in all. Workloads the index did not have, once the first listing is done, are reported on
+/// `new`: a config may have changed between a workload's creation (stamped then) and its
+/// arrival here, and no change event can find a workload the index does not have yet.
 pub async fn run<K: WorkloadKindMarker>(
     client: Client,
     scope: Option<String>,
@@ -131,6 +134,7 @@ pub async fn run<K: WorkloadKindMarker>(
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
+    new: mpsc::UnboundedSender<WorkloadId>,
 ) {
     let api: Api<WatchedWorkload<K>> = match &scope {
         Some(ns) => Api::namespaced(client, ns),
@@ -143,6 +147,7 @@ pub async fn run<K: WorkloadKindMarker>(
     let info = |w: &WatchedWorkload<K>| w.info(auto_reload_all);
     let gauge = || metrics.set_index_workloads(index.len());
     let mut relist = Vec::new();
+    let mut listed_once = false;
     let mut stream = watcher::watcher(api, watcher::Config::default().page_size(200))
         .default_backoff()
         .boxed();
@@ -162,7 +167,13 @@ pub async fn run<K: WorkloadKindMarker>(
                 relist.extend(info(&w));
             }
             watcher::Event::InitDone => {
-                index.replace_kind(K::KIND, scope.as_deref(), std::mem::take(&mut relist));
+                let added =
+                    index.replace_kind(K::KIND, scope.as_deref(), std::mem::take(&mut relist));
+                if std::mem::replace(&mut listed_once, true) {
+                    for id in added {
+                        let _ = new.send(id);
+                    }
+                }
                 sync.mark(&name);
                 gauge();
                 tracing::info!(watch = name, "workloads listed");
@@ -170,7 +181,12 @@ pub async fn run<K: WorkloadKindMarker>(
             watcher::Event::Apply(w) => {
                 metrics.watch_event(K::KIND.as_str());
                 match info(&w) {
-                    Some(i) => index.upsert(i),
+                    Some(i) => {
+                        let id = i.id.clone();
+                        if index.upsert(i) && listed_once {
+                            let _ = new.send(id);
+                        }
+                    }
                     None => {
                         index.remove(&w.id());
                     }
