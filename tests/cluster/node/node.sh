@@ -18,6 +18,7 @@ node_dir=$state/node
 node_name=real-0
 node_ip=10.0.3.1
 pod_cidr=10.0.16.0/24
+node_service_cidr=10.0.0.0/24 # up's --service-cluster-ip-range
 node_netns=$node_dir/netns/net
 node_id=$(printf '%s' "$state" | sha256sum | cut -c1-8)
 node_cgroup=kreload-$node_id
@@ -289,6 +290,9 @@ node_up() {
   in_node ip link set lo up
   in_node ip addr add "$node_ip/32" dev lo
   in_node ip route add blackhole default
+  # Service IPs must route somewhere for connect() to send a packet that kube-proxy's DNAT (nat
+  # OUTPUT) can rewrite to a pod; from the node's own address, so that the pod can answer.
+  in_node ip route add "$node_service_cidr" dev lo src "$node_ip"
   node_make_cgroups
 
   start_bin=$node_bin
