@@ -116,6 +116,18 @@ struct Release;
 impl Release {
     fn install(image: &str) -> Release {
         uninstall(); // a release left by an interrupted run
+        // Local mode uses the same names: the tests before this one (e2e_failure_policy kills its
+        // kreload on purpose) can leave their webhook configurations, which Helm will not adopt.
+        let (ok, _, err) = kubectl(
+            &[
+                "delete",
+                "--ignore-not-found",
+                "mutatingwebhookconfiguration/kreload",
+                "validatingwebhookconfiguration/kreload",
+            ],
+            None,
+        );
+        assert!(ok, "delete local mode's webhook configurations: {err}");
         let (repository, tag) = image.rsplit_once(':').expect("image reference has a tag");
         let values = json!({
             "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
