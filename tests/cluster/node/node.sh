@@ -269,7 +269,7 @@ EOF
 node_ctr() { "$node_bin/ctr" --address "$node_dir/containerd.sock" --namespace k8s.io "$@"; }
 
 # Imports an OCI archive into the node's containerd (the images pods use, never pulled).
-node_import() { node_ctr images import --no-unpack=false "$1" >&2; }
+node_import() { node_ctr images import "$1" >&2; }
 
 node_up() {
   local reason
