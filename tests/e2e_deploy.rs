@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
@@ -30,21 +29,6 @@ fn repo() -> &'static Path {
 /// Runs a command (tests run in the repository's root); returns (success, stdout, stderr).
 fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     run_with_stdin(program, args, stdin)
-}
-
-/// helm, built from its Go module by tests/helm/build (cached after the first build).
-fn helm() -> &'static Path {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let (ok, out, err) = run(&repo().join("tests/helm/build"), &[], None);
-        assert!(ok, "tests/helm/build failed:\n{err}");
-        PathBuf::from(
-            out.lines()
-                .last()
-                .expect("build prints the helm path")
-                .trim(),
-        )
-    })
 }
 
 /// `helm template` of the chart into `namespace`, with `--set` values.

@@ -33,4 +33,18 @@ async fn pods_are_created_while_kreload_is_down() {
         .await
         .expect("created although the webhook is down");
     assert!(!down.annotations().contains_key("kreload.dev/config-hash"));
+
+    // The killed kreload could not remove its webhook configurations: remove them, or they stay
+    // in the cluster (pointing at a closed port) for the next test binaries, whose kubectl apply
+    // and helm install of objects with the same names they would break.
+    let (ok, _, err) = kubectl(
+        &[
+            "delete",
+            "--ignore-not-found",
+            "mutatingwebhookconfiguration/kreload",
+            "validatingwebhookconfiguration/kreload",
+        ],
+        None,
+    );
+    assert!(ok, "delete the webhook configurations: {err}");
 }

@@ -458,6 +458,22 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     )
 }
 
+/// helm, built from its Go module by tests/helm/build (cached after the first build).
+pub fn helm() -> &'static std::path::Path {
+    static HELM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HELM.get_or_init(|| {
+        let build = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/helm/build");
+        let (ok, out, err) = run_with_stdin(&build, &[], None);
+        assert!(ok, "tests/helm/build failed:\n{err}");
+        PathBuf::from(
+            out.lines()
+                .last()
+                .expect("build prints the helm path")
+                .trim(),
+        )
+    })
+}
+
 /// The stamp on a Deployment's pod template.
 pub fn template_stamp(d: &Deployment) -> Option<String> {
     d.spec
