@@ -456,12 +456,15 @@ fn role_rules(docs: &[Value], kind: &str, name: &str) -> BTreeSet<(String, Strin
     out
 }
 
+/// The API groups of the workload kinds kreload rolls.
+const WORKLOAD_GROUPS: [&str; 4] = ["apps", "batch", "argoproj.io", "apps.openshift.io"];
+
 #[test]
 fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
     let kinds = |rules: &BTreeSet<(String, String, String)>| -> BTreeSet<String> {
         rules
             .iter()
-            .filter(|(g, _, _)| ["apps", "batch", "argoproj.io"].contains(&g.as_str()))
+            .filter(|(g, _, _)| WORKLOAD_GROUPS.contains(&g.as_str()))
             .map(|(_, r, _)| r.clone())
             .collect()
     };
@@ -469,7 +472,7 @@ fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
     let writes = |rules: &BTreeSet<(String, String, String)>| -> BTreeSet<(String, String)> {
         rules
             .iter()
-            .filter(|(g, _, _)| ["apps", "batch", "argoproj.io"].contains(&g.as_str()))
+            .filter(|(g, _, _)| WORKLOAD_GROUPS.contains(&g.as_str()))
             .filter(|(_, _, v)| ["create", "delete", "update"].contains(&v.as_str()))
             .map(|(_, r, v)| (r.clone(), v.clone()))
             .collect()
@@ -478,6 +481,7 @@ fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
         "cronjobs",
         "daemonsets",
         "deployments",
+        "deploymentconfigs",
         "jobs",
         "rollouts",
         "statefulsets",
@@ -511,7 +515,7 @@ fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
     assert_eq!(kinds(&rules).len(), all.len() - 1);
 
     // Every kind ignored: configs, Events and Namespaces only. Namespaced mode likewise.
-    let every = "ignoredWorkloadTypes={deployments,statefulsets,daemonsets,cronjobs,jobs,rollouts}";
+    let every = "ignoredWorkloadTypes={deployments,statefulsets,daemonsets,cronjobs,jobs,rollouts,deploymentconfigs}";
     let rules = role_rules(
         &documents(&helm_template("kreload", &[every])),
         "ClusterRole",
@@ -522,7 +526,7 @@ fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
     let docs = documents(&helm_template(
         "kreload",
         &[
-            "ignoredWorkloadTypes={jobs,rollouts}",
+            "ignoredWorkloadTypes={jobs,rollouts,deploymentconfigs}",
             "rbac.namespaced=true",
             "watchNamespaces={a}",
             "certificates.mode=cert-manager",
@@ -543,7 +547,9 @@ fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
         deployment["spec"]["template"]["spec"]["containers"][0]["args"]
             .as_array()
             .unwrap()
-            .contains(&json!("--ignored-workload-types=jobs,rollouts"))
+            .contains(&json!(
+                "--ignored-workload-types=jobs,rollouts,deploymentconfigs"
+            ))
     );
 }
 
@@ -849,7 +855,7 @@ fn migrate_output_is_chart_values_that_kreload_accepts() {
     for (fixture, expect_args) in [
         (
             "reloader-values-default.yaml",
-            &["--ignored-workload-types=rollouts"][..],
+            &["--ignored-workload-types=rollouts,deploymentconfigs"][..],
         ),
         (
             "reloader-values-all.yaml",

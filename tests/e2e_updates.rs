@@ -608,45 +608,6 @@ async fn stamps_are_namespace_bound_and_v1_stamps_roll_nothing() {
     check(failures, &[&first, &second]);
 }
 
-/// The first pod matching `selector`, once there is one.
-async fn first_pod(ns: &TestNamespace, selector: &str) -> Pod {
-    wait_for(
-        &format!("a pod matching {selector} in {}", ns.name),
-        Duration::from_secs(60),
-        || async {
-            ns.api::<Pod>()
-                .list(&ListParams::default().labels(selector))
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .next()
-        },
-    )
-    .await
-}
-
-/// The stamp the webhook gives a bare pod with this spec (dry-run): the stamp of everything it
-/// consumes, which is what an owner-less pod gets.
-async fn bare_pod_stamp(ns: &TestNamespace, spec: &Value) -> Option<String> {
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "bare-probe"}, "spec": spec
-    }))
-    .ok()?;
-    let out = ns
-        .api::<Pod>()
-        .create(
-            &PostParams {
-                dry_run: true,
-                ..Default::default()
-            },
-            &pod,
-        )
-        .await
-        .ok()?;
-    out.annotations().get(STAMP).cloned()
-}
-
 /// Issue 10 defect 9 (owners): pods of a CronJob's Job and of an Argo Rollout's ReplicaSet carry their owner's trigger-set stamp.
 #[tokio::test]
 async fn pods_of_cronjob_jobs_and_rollouts_carry_their_owners_stamp() {

@@ -161,7 +161,8 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub resources_to_ignore: Vec<String>,
 
-    /// Workload kinds never rolled: deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts.
+    /// Workload kinds never rolled: deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts,
+    /// deploymentconfigs.
     #[arg(long, value_delimiter = ',')]
     pub ignored_workload_types: Vec<String>,
 

@@ -506,10 +506,18 @@ pub fn migrate(
             "passed as --enable-csi-integration: accepted, but Secrets Store CSI changes roll nothing yet",
         );
     }
+    // Reloader's chart grants access to DeploymentConfigs only with isOpenshift; without it,
+    // Reloader could not roll them.
     if r.take_bool("isOpenshift")? == Some(true) {
-        m.no_equivalent(
+        m.differs(
             "reloader.isOpenshift",
-            "kreload does not roll OpenShift DeploymentConfigs yet",
+            "nothing to set: kreload rolls opted-in DeploymentConfigs whenever the cluster serves apps.openshift.io/v1",
+        );
+    } else {
+        m.push_list("ignoredWorkloadTypes", Value::from("deploymentconfigs"));
+        m.differs(
+            "reloader.isOpenshift",
+            "false (Reloader's default): Reloader's chart granted no access to OpenShift DeploymentConfigs, so Reloader did not roll them; neither will kreload (ignoredWorkloadTypes: deploymentconfigs); drop deploymentconfigs from that list to have opted-in DeploymentConfigs rolled",
         );
     }
     if r.take_bool("enablePProf")? == Some(true) {

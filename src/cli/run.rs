@@ -34,8 +34,8 @@ use crate::watch::config::{self as configwatch, ConfigMapKind, SecretKind};
 use crate::watch::namespace;
 use crate::watch::sync::{SyncSet, watch_name};
 use crate::watch::workload::{
-    self as workloadwatch, CronJobKind, DaemonSetKind, DeploymentKind, JobKind, RolloutKind,
-    StatefulSetKind, WorkloadKindMarker,
+    self as workloadwatch, CronJobKind, DaemonSetKind, DeploymentConfigKind, DeploymentKind,
+    JobKind, RolloutKind, StatefulSetKind, WorkloadKindMarker,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -143,7 +143,13 @@ fn workload_kinds(names: &[String]) -> anyhow::Result<BTreeSet<WorkloadKind>> {
             WorkloadKind::ALL
                 .into_iter()
                 .find(|k| k.plural().eq_ignore_ascii_case(n) || k.as_str().eq_ignore_ascii_case(n))
-                .with_context(|| format!("--ignored-workload-types: unknown kind {n:?} (deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts)"))
+                .with_context(|| {
+                    let known: Vec<&str> = WorkloadKind::ALL.iter().map(|k| k.plural()).collect();
+                    format!(
+                        "--ignored-workload-types: unknown kind {n:?} ({})",
+                        known.join(", ")
+                    )
+                })
         })
         .collect()
 }
@@ -163,13 +169,12 @@ fn namespace_filter(args: &RunArgs) -> anyhow::Result<NamespaceFilter> {
     ))
 }
 
-/// Whether the Argo Rollouts CRD is served (discovered once, at start).
-async fn rollouts_served(client: &Client) -> bool {
-    match client
-        .list_api_group_resources("argoproj.io/v1alpha1")
-        .await
-    {
-        Ok(list) => list.resources.iter().any(|r| r.name == "rollouts"),
+/// Whether the API server serves a workload kind (discovered once, at start): the optional
+/// ones (the Argo Rollouts CRD, OpenShift's DeploymentConfigs) may be missing.
+async fn served(client: &Client, kind: WorkloadKind) -> bool {
+    let group_version = format!("{}/{}", kind.group(), kind.version());
+    match client.list_api_group_resources(&group_version).await {
+        Ok(list) => list.resources.iter().any(|r| r.name == kind.plural()),
         Err(_) => false,
     }
 }
@@ -205,6 +210,7 @@ impl WorkloadFeeds {
             WorkloadKind::CronJob => self.spawn::<CronJobKind>(scope),
             WorkloadKind::Job => self.spawn::<JobKind>(scope),
             WorkloadKind::Rollout => self.spawn::<RolloutKind>(scope),
+            WorkloadKind::DeploymentConfig => self.spawn::<DeploymentConfigKind>(scope),
         }
     }
 }
@@ -321,9 +327,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|k| !ignored_workloads.contains(k))
         .collect();
-    if kinds.contains(&WorkloadKind::Rollout) && !rollouts_served(&client).await {
-        tracing::info!("Argo Rollouts CRD not found; Rollouts are not watched");
-        kinds.remove(&WorkloadKind::Rollout);
+    for kind in WorkloadKind::ALL.into_iter().filter(|k| k.optional()) {
+        if kinds.contains(&kind) && !served(&client, kind).await {
+            tracing::info!(
+                api = format!("{}/{}", kind.group(), kind.version()),
+                "{} not served; they are not watched",
+                kind.plural()
+            );
+            kinds.remove(&kind);
+        }
     }
     let (workload_sync, mut workloads_synced) = SyncSet::new(kinds.iter().flat_map(|k| {
         scopes

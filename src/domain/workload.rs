@@ -20,16 +20,20 @@ pub enum WorkloadKind {
     CronJob,
     Job,
     Rollout,
+    /// OpenShift's `apps.openshift.io/v1` DeploymentConfig: a template change triggers its
+    /// ConfigChange rollout.
+    DeploymentConfig,
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 6] = [
+    pub const ALL: [WorkloadKind; 7] = [
         WorkloadKind::Deployment,
         WorkloadKind::StatefulSet,
         WorkloadKind::DaemonSet,
         WorkloadKind::CronJob,
         WorkloadKind::Job,
         WorkloadKind::Rollout,
+        WorkloadKind::DeploymentConfig,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl WorkloadKind {
             WorkloadKind::CronJob => "CronJob",
             WorkloadKind::Job => "Job",
             WorkloadKind::Rollout => "Rollout",
+            WorkloadKind::DeploymentConfig => "DeploymentConfig",
         }
     }
 
@@ -48,12 +53,12 @@ impl WorkloadKind {
         Self::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
-    /// API group of the kind.
     /// The kind an API group and kind name denote, if kreload rolls it.
     pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
         Self::from_kind(kind).filter(|k| k.group() == group)
     }
 
+    /// API group of the kind.
     pub fn group(self) -> &'static str {
         match self {
             WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => {
@@ -61,7 +66,14 @@ impl WorkloadKind {
             }
             WorkloadKind::CronJob | WorkloadKind::Job => "batch",
             WorkloadKind::Rollout => "argoproj.io",
+            WorkloadKind::DeploymentConfig => "apps.openshift.io",
         }
+    }
+
+    /// Whether the kind comes from an API that a cluster may not serve (a CRD, OpenShift's):
+    /// kreload watches it only when discovery finds it at start.
+    pub fn optional(self) -> bool {
+        matches!(self, WorkloadKind::Rollout | WorkloadKind::DeploymentConfig)
     }
 
     pub fn version(self) -> &'static str {
@@ -80,6 +92,7 @@ impl WorkloadKind {
             WorkloadKind::CronJob => "cronjobs",
             WorkloadKind::Job => "jobs",
             WorkloadKind::Rollout => "rollouts",
+            WorkloadKind::DeploymentConfig => "deploymentconfigs",
         }
     }
 
@@ -334,8 +347,6 @@ impl LeanWorkloadSpec {
     }
 }
 
-/// Accepts only a JSON object (or null / absent, as `None`): serde would otherwise read an array
-/// into a struct field by field, and a patch made for an object would not apply to it.
 /// What a workload's status says of its rollout (the fields kreload reads; absent ones are
 /// `None`).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -365,7 +376,7 @@ impl LeanWorkloadSpec {
         let observed = status.observed_generation >= generation;
         let want = self.replicas.unwrap_or(1);
         match kind {
-            WorkloadKind::Deployment | WorkloadKind::Rollout => {
+            WorkloadKind::Deployment | WorkloadKind::Rollout | WorkloadKind::DeploymentConfig => {
                 observed
                     && status.updated_replicas.unwrap_or(0) >= want
                     && status.replicas.unwrap_or(0) <= want
@@ -387,6 +398,8 @@ impl LeanWorkloadSpec {
     }
 }
 
+/// Accepts only a JSON object (or null / absent, as `None`): serde would otherwise read an array
+/// into a struct field by field, and a patch made for an object would not apply to it.
 pub(crate) fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -453,14 +466,12 @@ impl LeanPod {
         }
     }
 
-    /// The workload that owns this pod, as (kind, name), derived from the controller reference
-    /// without an API call: a Deployment's ReplicaSet is named `<deployment>-<pod-template-hash>`
-    /// and the pod carries that hash as a label; a CronJob's Job is `<cronjob>-<schedule time>`.
     /// The workloads that may own this pod, most likely first, derived from its controller
     /// reference and labels without an API call: a ReplicaSet is named `<deployment>-<hash>`
     /// (`pod-template-hash`) or `<rollout>-<hash>` (`rollouts-pod-template-hash`); a CronJob's
     /// Job is named `<cronjob>-<scheduled time in minutes>`, so a Job's pod may belong to that
-    /// CronJob, else to the Job itself.
+    /// CronJob, else to the Job itself; a DeploymentConfig's ReplicationController is named
+    /// `<dc>-<version>`, and OpenShift labels its pods with the DeploymentConfig's name.
     pub fn owner_candidates(&self) -> Vec<(WorkloadKind, String)> {
         let meta = self.metadata();
         let Some(owner) = meta.controller() else {
@@ -480,6 +491,9 @@ impl LeanPod {
                     .map(|name| vec![(WorkloadKind::Deployment, name)])
                     .unwrap_or_default()
             }
+            "ReplicationController" => deployment_config_of(meta, &owner.name)
+                .map(|name| vec![(WorkloadKind::DeploymentConfig, name)])
+                .unwrap_or_default(),
             "StatefulSet" => vec![(WorkloadKind::StatefulSet, owner.name.clone())],
             "DaemonSet" => vec![(WorkloadKind::DaemonSet, owner.name.clone())],
             "Job" => {
@@ -497,6 +511,26 @@ impl LeanPod {
             _ => Vec::new(),
         }
     }
+}
+
+/// Labels (and annotation) with which OpenShift names a pod's DeploymentConfig.
+const DEPLOYMENT_CONFIG_LABELS: [&str; 2] =
+    ["deploymentconfig", "openshift.io/deployment-config.name"];
+
+/// The DeploymentConfig whose ReplicationController `rc` (named `<dc>-<version>`) made a pod
+/// with this metadata: the name its labels (or annotation) give, when `rc` is that name's.
+fn deployment_config_of(meta: &LeanMeta, rc: &str) -> Option<String> {
+    let version_of = |dc: &str| {
+        rc.strip_prefix(dc)?
+            .strip_prefix('-')
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+    };
+    DEPLOYMENT_CONFIG_LABELS
+        .iter()
+        .flat_map(|key| [meta.labels.get(*key), meta.annotations().get(*key)])
+        .flatten()
+        .find(|dc| !dc.is_empty() && version_of(dc).is_some())
+        .cloned()
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ kind_marker!(DaemonSetKind, WorkloadKind::DaemonSet);
 kind_marker!(CronJobKind, WorkloadKind::CronJob);
 kind_marker!(JobKind, WorkloadKind::Job);
 kind_marker!(RolloutKind, WorkloadKind::Rollout);
+kind_marker!(DeploymentConfigKind, WorkloadKind::DeploymentConfig);
 
 /// A workload as kreload watches it: metadata and the lean template only.
 #[derive(Clone, Debug, Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
@@ -171,6 +171,7 @@ pub enum Kind {
     DaemonSet,
     CronJob,
     Rollout,
+    DeploymentConfig,
 }
 
 impl Kind {
@@ -183,6 +184,10 @@ impl Kind {
             Kind::Rollout => ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
                 "rollouts",
+            ),
+            Kind::DeploymentConfig => ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("apps.openshift.io", "v1", "DeploymentConfig"),
+                "deploymentconfigs",
             ),
         }
     }
@@ -260,35 +265,57 @@ pub fn workload(
             "spec": {"replicas": replicas, "selector": selector, "template": template,
                      "strategy": {"canary": {}}}
         }),
+        // A DeploymentConfig's selector is a plain label map; its ConfigChange trigger rolls it
+        // out when the template changes.
+        Kind::DeploymentConfig => json!({
+            "apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig", "metadata": meta,
+            "spec": {"replicas": replicas, "selector": {"app": name}, "template": template,
+                     "strategy": {"type": "Rolling"}, "triggers": [{"type": "ConfigChange"}]}
+        }),
     }
 }
 
 /// Registers a minimal `rollouts.argoproj.io` CRD (idempotent) and waits until it is served.
 pub async fn ensure_rollout_crd(client: &kube::Client) {
+    ensure_crd(client, Kind::Rollout).await;
+}
+
+/// Registers a minimal `deploymentconfigs.apps.openshift.io` CRD (idempotent), standing in for
+/// OpenShift's API, and waits until it is served. The harness runs no OpenShift controller.
+pub async fn ensure_deployment_config_crd(client: &kube::Client) {
+    ensure_crd(client, Kind::DeploymentConfig).await;
+}
+
+/// Registers a minimal CRD for `kind` (any schema; a status subresource) and waits until it is
+/// served. It is left in place: other tests, and other runs, use it too.
+async fn ensure_crd(client: &kube::Client, kind: Kind) {
+    let resource = kind.resource();
+    let name = format!("{}.{}", resource.plural, resource.group);
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "rollouts.argoproj.io"},
+        "metadata": {"name": name},
         "spec": {
-            "group": "argoproj.io", "scope": "Namespaced",
-            "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "listKind": "RolloutList"},
-            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+            "group": resource.group, "scope": "Namespaced",
+            "names": {"plural": resource.plural, "singular": resource.kind.to_lowercase(),
+                      "kind": resource.kind, "listKind": format!("{}List", resource.kind)},
+            "versions": [{"name": resource.version, "served": true, "storage": true,
                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
                 "subresources": {"status": {}}}]
         }
     });
     crds.patch(
-        "rollouts.argoproj.io",
+        &name,
         &PatchParams::apply("kreload-e2e").force(),
         &Patch::Apply(&crd),
     )
     .await
-    .expect("apply the Rollout CRD");
+    .unwrap_or_else(|e| panic!("apply the CRD {name}: {e}"));
     wait_for(
-        "the Rollout CRD to be established",
+        &format!("the CRD {name} to be established"),
         Duration::from_secs(30),
         || async {
-            let c = crds.get("rollouts.argoproj.io").await.ok()?;
+            let c = crds.get(&name).await.ok()?;
             c.status?
                 .conditions?
                 .iter()
@@ -297,11 +324,12 @@ pub async fn ensure_rollout_crd(client: &kube::Client) {
         },
     )
     .await;
-    let rollouts: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &Kind::Rollout.resource());
-    wait_for("Rollouts to be served", Duration::from_secs(30), || async {
-        rollouts.list(&ListParams::default()).await.ok().map(|_| ())
-    })
+    let served: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    wait_for(
+        &format!("{} to be served", resource.plural),
+        Duration::from_secs(30),
+        || async { served.list(&ListParams::default()).await.ok().map(|_| ()) },
+    )
     .await;
 }
 
@@ -325,6 +353,7 @@ pub async fn create(ns: &TestNamespace, manifest: Value) {
         "DaemonSet" => Kind::DaemonSet,
         "CronJob" => Kind::CronJob,
         "Rollout" => Kind::Rollout,
+        "DeploymentConfig" => Kind::DeploymentConfig,
         other => panic!("unknown kind {other}"),
     };
     let name = manifest["metadata"]["name"].as_str().unwrap().to_owned();
@@ -371,7 +400,7 @@ pub async fn revisions(ns: &TestNamespace, kind: Kind, name: &str) -> usize {
                 })
                 .count()
         }
-        Kind::CronJob | Kind::Rollout => 0,
+        Kind::CronJob | Kind::Rollout | Kind::DeploymentConfig => 0,
     }
 }
 
@@ -438,7 +467,7 @@ pub async fn settled(ns: &TestNamespace, kind: Kind, name: &str) -> bool {
                 .all(|p| int(p) == Some(want))
                 && int("/status/numberMisscheduled").unwrap_or(0) == 0
         }
-        Kind::CronJob | Kind::Rollout => true,
+        Kind::CronJob | Kind::Rollout | Kind::DeploymentConfig => true,
     }
 }
 
@@ -499,6 +528,45 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The first pod matching `selector`, once there is one.
+pub async fn first_pod(ns: &TestNamespace, selector: &str) -> Pod {
+    wait_for(
+        &format!("a pod matching {selector} in {}", ns.name),
+        Duration::from_secs(60),
+        || async {
+            ns.api::<Pod>()
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        },
+    )
+    .await
+}
+
+/// The stamp the webhook gives a bare pod with this spec (dry-run): the stamp of everything it
+/// consumes, which is what an owner-less pod gets.
+pub async fn bare_pod_stamp(ns: &TestNamespace, spec: &Value) -> Option<String> {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "bare-probe"}, "spec": spec
+    }))
+    .ok()?;
+    let out = ns
+        .api::<Pod>()
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &pod,
+        )
+        .await
+        .ok()?;
+    out.annotations().get(STAMP).cloned()
 }
 
 /// What a workload looked like before the test acted.

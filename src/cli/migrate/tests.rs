@@ -45,17 +45,19 @@ fn note<'a>(m: &'a Migration, key: &str) -> &'a Note {
 }
 
 #[test]
-fn reloaders_defaults_keep_kreloads_defaults_but_rollouts() {
+fn reloaders_defaults_keep_kreloads_defaults_but_rollouts_and_deployment_configs() {
     let m = migrate(&yaml(&fixture("reloader-values-default.yaml")), None).unwrap();
-    // Reloader left Argo Rollouts alone unless told; so does the migrated kreload.
+    // Reloader left Argo Rollouts and DeploymentConfigs alone unless told; so does the migrated
+    // kreload.
     assert_eq!(
         serde_yaml::to_string(&m.values).unwrap(),
-        "ignoredWorkloadTypes:\n- rollouts\n"
+        "ignoredWorkloadTypes:\n- rollouts\n- deploymentconfigs\n"
     );
     assert_eq!(note(&m, "reloader.isArgoRollouts").kind, NoteKind::Differs);
+    assert_eq!(note(&m, "reloader.isOpenshift").kind, NoteKind::Differs);
     assert_eq!(note(&m, "reloader.enableHA").kind, NoteKind::Differs);
     // Every key of the defaults file is known: nothing else to say.
-    assert_eq!(m.notes.len(), 2, "{:#?}", m.notes);
+    assert_eq!(m.notes.len(), 3, "{:#?}", m.notes);
     golden(
         "reloader-values-default.kreload.yaml",
         &render(&m, "tests/fixtures/reloader-values-default.yaml"),
@@ -168,7 +170,6 @@ fn every_reloader_option_is_carried_or_explained() {
     for key in [
         "reloader.syncAfterRestart",
         "reloader.reloadStrategy",
-        "reloader.isOpenshift",
         "reloader.enablePProf",
         "reloader.pprofAddr",
         "reloader.legacy.rbac",
@@ -216,6 +217,7 @@ fn every_reloader_option_is_carried_or_explained() {
         "reloader.logLevel",
         "reloader.matchLabels",
         "reloader.readOnlyRootFileSystem",
+        "reloader.isOpenshift",
         "reloader.webhookUrl",
         "reloader.enableCSIIntegration",
         "reloader.custom_annotations.configmap",

@@ -88,3 +88,76 @@ fn kinds_round_trip() {
     }
     assert_eq!(WorkloadKind::from_kind("ReplicaSet"), None);
 }
+
+#[test]
+fn pods_of_a_deployment_config_find_it_through_its_replication_controller() {
+    let pod = |labels: serde_json::Value, annotations: serde_json::Value, rc: &str| -> LeanPod {
+        serde_json::from_value(json!({"metadata": {"labels": labels, "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController", "name": rc, "controller": true}]}}))
+        .unwrap()
+    };
+    let dc = |name: &str| vec![(WorkloadKind::DeploymentConfig, name.to_owned())];
+    assert_eq!(
+        pod(
+            json!({"deploymentconfig": "web-api", "deployment": "web-api-3"}),
+            json!({}),
+            "web-api-3"
+        )
+        .owner_candidates(),
+        dc("web-api")
+    );
+    assert_eq!(
+        pod(
+            json!({}),
+            json!({"openshift.io/deployment-config.name": "db"}),
+            "db-12"
+        )
+        .owner_candidates(),
+        dc("db"),
+        "the annotation OpenShift puts on the pods names it too"
+    );
+    assert_eq!(
+        pod(
+            json!({"openshift.io/deployment-config.name": "db"}),
+            json!({}),
+            "db-1"
+        )
+        .owner_candidates(),
+        dc("db")
+    );
+    // Not a DeploymentConfig's: no label, a label of another name, no version suffix.
+    assert!(
+        pod(json!({}), json!({}), "web-3")
+            .owner_candidates()
+            .is_empty()
+    );
+    assert!(
+        pod(json!({"deploymentconfig": "web"}), json!({}), "webx-3")
+            .owner_candidates()
+            .is_empty()
+    );
+    assert!(
+        pod(json!({"deploymentconfig": "web"}), json!({}), "web-latest")
+            .owner_candidates()
+            .is_empty()
+    );
+    assert!(
+        pod(json!({"deploymentconfig": "web"}), json!({}), "web-")
+            .owner_candidates()
+            .is_empty()
+    );
+}
+
+#[test]
+fn deployment_configs_are_an_optional_api_with_their_template_at_spec_template() {
+    let k = WorkloadKind::from_group_kind("apps.openshift.io", "DeploymentConfig").unwrap();
+    assert_eq!(k, WorkloadKind::DeploymentConfig);
+    assert_eq!((k.version(), k.plural()), ("v1", "deploymentconfigs"));
+    assert_eq!(k.template_pointer(), "/spec/template");
+    assert!(k.optional() && WorkloadKind::Rollout.optional());
+    assert!(!WorkloadKind::Deployment.optional());
+    assert_eq!(
+        WorkloadKind::from_group_kind("apps", "DeploymentConfig"),
+        None
+    );
+}
