@@ -1,5 +1,7 @@
-//! The command line: arguments, the wiring of `kreload run`, and the read-only commands.
+//! The command line: arguments, the wiring of `kreload run`, the process's allocator, and the
+//! read-only commands.
 
+pub mod allocator;
 pub mod args;
 pub mod client;
 pub mod commands;
