@@ -270,7 +270,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal(args.exit_on_stdin_close);
 
     // Watches: configs into the store, workloads into the index, namespaces for the selector.
-    let store = Arc::new(DigestStore::new());
+    // Labels are read only by --resource-label-selector.
+    let store = Arc::new(if args.resource_label_selector().is_some() {
+        DigestStore::new()
+    } else {
+        DigestStore::without_labels()
+    });
     let index = Arc::new(WorkloadIndex::new());
     let metrics = Arc::new(Metrics::default());
     metrics.set_count_by_namespace(args.reloader.count_by_namespace());
