@@ -51,7 +51,9 @@ async fn deny_rolls_of(ns: &TestNamespace, name: &str) -> DenyPolicy {
     policy
 }
 
-/// A dry-run of what a roll writes: a new template stamp.
+/// A dry-run of what a roll writes: a new template stamp, written as kreload writes it (its
+/// field manager; the tests' kreload acts as the tests' user). A stamp anyone else writes is
+/// not taken (the mutating webhook keeps the old one), so the policy would never see it.
 fn probe_roll(
     ns: &TestNamespace,
     name: &str,
@@ -68,7 +70,7 @@ fn probe_roll(
                 json!({"spec": {"template": {"metadata": {"annotations": {STAMP: "v2.probe.0"}}}}});
             let pp = PatchParams {
                 dry_run: true,
-                field_manager: Some("e2e-probe".into()),
+                field_manager: Some("kreload".into()),
                 ..Default::default()
             };
             api.patch(&name, &pp, &Patch::Merge(&patch)).await
