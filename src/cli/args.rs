@@ -229,6 +229,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "info")]
     pub log_level: String,
 
+    /// Close keep-alive webhook connections with no request for this long (default: the server's
+    /// limit, longer than the API server's own). For tests.
+    #[arg(long, hide = true, env = "KRELOAD_WEBHOOK_IDLE_TIMEOUT", value_parser = duration)]
+    pub webhook_idle_timeout: Option<Duration>,
+
     /// Exit when standard input closes: lets a test or a supervisor tie kreload's life to its own.
     #[arg(long, hide = true)]
     pub exit_on_stdin_close: bool,

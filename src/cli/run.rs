@@ -352,7 +352,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespaces.clone(),
         ignored_workloads.clone(),
     ));
-    let limits = Limits::default();
+    let mut limits = Limits::default();
+    if let Some(idle) = args.webhook_idle_timeout {
+        limits.idle_timeout = idle;
+    }
     let router = server::admission_router(admission.clone(), metrics.clone(), &limits);
     tokio::spawn(server::serve_plain(
         health,

@@ -272,10 +272,16 @@ pub struct Kreload {
 }
 
 impl Kreload {
+    pub fn start(extra: &[&str]) -> Kreload {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// As [`Kreload::start`], with `env` set for the child (an older build ignores a variable
+    /// it does not know, where it would refuse an unknown flag).
     // The child is kept in the returned handle and waited for in `stop` (or exits with the test
     // process when its stdin closes), which the lint cannot see.
     #[allow(clippy::zombie_processes)]
-    pub fn start(extra: &[&str]) -> Kreload {
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Kreload {
         let log = std::env::temp_dir().join(format!(
             "kreload-e2e-{}-{:08x}.log",
             std::process::id(),
@@ -292,6 +298,7 @@ impl Kreload {
             .arg(kubeconfig_path())
             .args(extra)
             .env("NO_PROXY", "127.0.0.1,localhost")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create kreload log"))
