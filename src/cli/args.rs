@@ -1,13 +1,20 @@
 //! Command-line arguments. Flag names and defaults follow Reloader's where they exist.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::annotations::DEFAULT_NAMESPACE;
+use crate::domain::config::ConfigKind;
+use crate::domain::selector::Selector;
+use crate::domain::trigger::Filters;
+use crate::domain::workload::WorkloadKind;
+use crate::state::namespaces::NamespaceFilter;
 
 /// Durations in Go's notation, as Reloader's flags take them ("1s", "500ms", "1m30s").
 fn duration(s: &str) -> Result<Duration, String> {
@@ -55,9 +62,95 @@ pub struct ClusterArgs {
     #[arg(long = "kreload-namespace", env = "KRELOAD_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     pub kreload_namespace: String,
 
-    /// As kreload's `--auto-reload-all`.
+    /// As kreload runs: `--auto-reload-all` and the global filters.
+    #[command(flatten)]
+    pub filters: FilterArgs,
+}
+
+/// The flags that decide step 1 of the decision rule (and `--auto-reload-all`), for `run`, and
+/// for `explain` and `status` to match how kreload runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Roll on any referenced config change even without annotations (`auto: "false"` opts out).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub auto_reload_all: bool,
+
+    /// Config kinds to ignore: configMaps or secrets.
+    #[arg(long, value_delimiter = ',')]
+    pub resources_to_ignore: Vec<String>,
+
+    /// Workload kinds never rolled: deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts.
+    #[arg(long, value_delimiter = ',')]
+    pub ignored_workload_types: Vec<String>,
+
+    /// Only act in these namespaces (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Never act in these namespaces.
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces_to_ignore: Vec<String>,
+
+    /// Only act in namespaces whose labels match this selector.
+    #[arg(long)]
+    pub namespace_selector: Option<String>,
+
+    /// Only configs whose labels match this selector trigger anything.
+    #[arg(long)]
+    pub resource_label_selector: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filters that depend on the config.
+    pub fn filters(&self) -> anyhow::Result<Filters> {
+        let mut ignored_kinds = BTreeSet::new();
+        for r in &self.resources_to_ignore {
+            match r.to_ascii_lowercase().as_str() {
+                "configmaps" => ignored_kinds.insert(ConfigKind::ConfigMap),
+                "secrets" => ignored_kinds.insert(ConfigKind::Secret),
+                other => bail!("--resources-to-ignore takes configMaps or secrets, not {other:?}"),
+            };
+        }
+        let resource_label_selector = self
+            .resource_label_selector
+            .as_deref()
+            .map(str::parse::<Selector>)
+            .transpose()?;
+        Ok(Filters {
+            ignored_kinds,
+            resource_label_selector,
+            auto_reload_all: self.auto_reload_all,
+        })
+    }
+
+    /// The namespaces acted in, by a kreload running in `own_namespace`.
+    pub fn namespace_filter(&self, own_namespace: &str) -> anyhow::Result<NamespaceFilter> {
+        let selector = self
+            .namespace_selector
+            .as_deref()
+            .map(str::parse::<Selector>)
+            .transpose()?;
+        let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
+        Ok(NamespaceFilter::excluding_system(
+            set(&self.namespaces),
+            set(&self.namespaces_to_ignore),
+            selector,
+            own_namespace,
+        ))
+    }
+
+    /// `--ignored-workload-types`.
+    pub fn ignored_workload_types(&self) -> anyhow::Result<BTreeSet<WorkloadKind>> {
+        self.ignored_workload_types
+            .iter()
+            .map(|n| {
+                WorkloadKind::ALL
+                    .into_iter()
+                    .find(|k| k.plural().eq_ignore_ascii_case(n) || k.as_str().eq_ignore_ascii_case(n))
+                    .with_context(|| format!("--ignored-workload-types: unknown kind {n:?} (deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts)"))
+            })
+            .collect()
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -127,33 +220,9 @@ pub struct RunArgs {
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
-    /// Roll on any referenced config change even without annotations (`auto: "false"` opts out).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
-    pub auto_reload_all: bool,
-
-    /// Config kinds to ignore: configMaps or secrets.
-    #[arg(long, value_delimiter = ',')]
-    pub resources_to_ignore: Vec<String>,
-
-    /// Workload kinds never rolled: deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts.
-    #[arg(long, value_delimiter = ',')]
-    pub ignored_workload_types: Vec<String>,
-
-    /// Only act in these namespaces (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub namespaces: Vec<String>,
-
-    /// Never act in these namespaces.
-    #[arg(long, value_delimiter = ',')]
-    pub namespaces_to_ignore: Vec<String>,
-
-    /// Only act in namespaces whose labels match this selector.
-    #[arg(long)]
-    pub namespace_selector: Option<String>,
-
-    /// Only configs whose labels match this selector trigger anything.
-    #[arg(long)]
-    pub resource_label_selector: Option<String>,
+    /// The global filters (step 1 of the decision rule) and `--auto-reload-all`.
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     /// Roll when a config that a workload uses is created.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]

@@ -18,15 +18,12 @@ use crate::admission::{Admission, webhooks};
 use crate::cli::args::{LogFormat, RunArgs};
 use crate::cli::client::{self, client};
 use crate::domain::config::ConfigKind;
-use crate::domain::selector::Selector;
 use crate::domain::stamper::Stamper;
-use crate::domain::trigger::Filters;
 use crate::domain::workload::WorkloadKind;
 use crate::metrics::Metrics;
 use crate::reload::lease::{self, LeaseConfig};
 use crate::reload::{ReloadSettings, Reloader};
 use crate::state::index::WorkloadIndex;
-use crate::state::namespaces::NamespaceFilter;
 use crate::state::store::DigestStore;
 use crate::watch::config::{self as configwatch, ConfigMapKind, SecretKind};
 use crate::watch::namespace;
@@ -49,27 +46,6 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
     }
     Ok(())
-}
-
-fn filters(args: &RunArgs) -> anyhow::Result<Filters> {
-    let mut ignored_kinds = BTreeSet::new();
-    for r in &args.resources_to_ignore {
-        match r.to_ascii_lowercase().as_str() {
-            "configmaps" => ignored_kinds.insert(ConfigKind::ConfigMap),
-            "secrets" => ignored_kinds.insert(ConfigKind::Secret),
-            other => bail!("--resources-to-ignore takes configMaps or secrets, not {other:?}"),
-        };
-    }
-    let resource_label_selector = args
-        .resource_label_selector
-        .as_deref()
-        .map(str::parse::<Selector>)
-        .transpose()?;
-    Ok(Filters {
-        ignored_kinds,
-        resource_label_selector,
-        auto_reload_all: args.auto_reload_all,
-    })
 }
 
 async fn ensure_namespace(client: Client, name: &str) -> anyhow::Result<()> {
@@ -123,33 +99,6 @@ fn shutdown_signal(stdin: bool) -> impl std::future::Future<Output = ()> + Clone
     }))
 }
 
-fn workload_kinds(names: &[String]) -> anyhow::Result<BTreeSet<WorkloadKind>> {
-    names
-        .iter()
-        .map(|n| {
-            WorkloadKind::ALL
-                .into_iter()
-                .find(|k| k.plural().eq_ignore_ascii_case(n) || k.as_str().eq_ignore_ascii_case(n))
-                .with_context(|| format!("--ignored-workload-types: unknown kind {n:?} (deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts)"))
-        })
-        .collect()
-}
-
-fn namespace_filter(args: &RunArgs) -> anyhow::Result<NamespaceFilter> {
-    let selector = args
-        .namespace_selector
-        .as_deref()
-        .map(str::parse::<Selector>)
-        .transpose()?;
-    let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
-    Ok(NamespaceFilter::excluding_system(
-        set(&args.namespaces),
-        set(&args.namespaces_to_ignore),
-        selector,
-        &args.namespace,
-    ))
-}
-
 /// Whether the Argo Rollouts CRD is served (discovered once, at start).
 async fn rollouts_served(client: &Client) -> bool {
     match client
@@ -195,9 +144,9 @@ impl WorkloadFeeds {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let filters = filters(&args)?;
-    let namespaces = Arc::new(namespace_filter(&args)?);
-    let ignored_workloads = workload_kinds(&args.ignored_workload_types)?;
+    let filters = args.filters.filters()?;
+    let namespaces = Arc::new(args.filters.namespace_filter(&args.namespace)?);
+    let ignored_workloads = args.filters.ignored_workload_types()?;
     let identity = args
         .identity
         .clone()
@@ -230,7 +179,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(move |s| watch_name(k.as_str(), s.as_deref()))
     }));
     for scope in &scopes {
-        let selector = args.resource_label_selector.clone();
+        let selector = args.filters.resource_label_selector.clone();
         tokio::spawn(configwatch::run::<ConfigMapKind>(
             client.clone(),
             scope.clone(),
@@ -274,7 +223,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let feeds = WorkloadFeeds {
         client: client.clone(),
         index: index.clone(),
-        auto_reload_all: args.auto_reload_all,
+        auto_reload_all: args.filters.auto_reload_all,
         metrics: metrics.clone(),
         sync: workload_sync,
     };

@@ -261,6 +261,12 @@ pub fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The kreload binary the tests run: this build, or KRELOAD_TEST_BIN (e.g. an older build, to
+/// show that a test fails on it).
+pub fn kreload_bin() -> String {
+    std::env::var("KRELOAD_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_kreload").to_owned())
+}
+
 /// A running kreload (`kreload run --local`) as a child process, logging to a file. It exits
 /// when stopped, or when the test process dies (its stdin closes).
 pub struct Kreload {
@@ -288,10 +294,7 @@ impl Kreload {
             rand_suffix()
         ));
         let health_port = free_port();
-        // KRELOAD_TEST_BIN runs another build (e.g. an older one, to show a test fails on it).
-        let bin = std::env::var("KRELOAD_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kreload").to_owned());
-        let mut child = std::process::Command::new(bin)
+        let mut child = std::process::Command::new(kreload_bin())
             .args(["run", "--local", "--exit-on-stdin-close", "--health-listen"])
             .arg(format!("127.0.0.1:{health_port}"))
             .arg("--kubeconfig")
