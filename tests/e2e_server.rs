@@ -388,23 +388,33 @@ async fn idle_keep_alive_connections_are_closed_and_active_ones_are_not() {
     let mut checks = Vec::new();
     for h2 in [false, true] {
         let protocol = if h2 { "HTTP/2" } else { "HTTP/1.1" };
-        // Idle after one request: closed once the idle timeout has passed, not before.
-        let (mut client, closed) = open(&addr, &ca, h2).await;
-        let idle_check = async move {
-            assert!(client.noop().await, "{protocol}: the first request failed");
-            let answered = Instant::now();
-            let outcome = tokio::time::timeout(idle + Duration::from_secs(5), closed).await;
-            let after = answered.elapsed();
-            assert!(
-                outcome.is_ok(),
-                "{protocol}: an idle keep-alive connection was still open {after:?} after its last request"
-            );
-            assert!(
-                after + Duration::from_secs(1) >= idle,
-                "{protocol}: an idle keep-alive connection was closed after {after:?}, before the idle timeout of {idle:?}"
-            );
-            drop(client);
-        };
+        // Idle, after one request or from the start (an HTTP client may dial a connection and
+        // pool it unused): closed once the idle timeout has passed, not before.
+        for first_request in [true, false] {
+            let (mut client, closed) = open(&addr, &ca, h2).await;
+            let what = if first_request {
+                "an idle keep-alive connection"
+            } else {
+                "a connection that never carried a request"
+            };
+            checks.push(tokio::spawn(async move {
+                if first_request {
+                    assert!(client.noop().await, "{protocol}: the first request failed");
+                }
+                let idle_since = Instant::now();
+                let outcome = tokio::time::timeout(idle + Duration::from_secs(5), closed).await;
+                let after = idle_since.elapsed();
+                assert!(
+                    outcome.is_ok(),
+                    "{protocol}: {what} was still open after {after:?}"
+                );
+                assert!(
+                    after + Duration::from_secs(1) >= idle,
+                    "{protocol}: {what} was closed after {after:?}, before the idle timeout of {idle:?}"
+                );
+                drop(client);
+            }));
+        }
         // Active: a request every quarter of the idle timeout, for twice the idle timeout, all on
         // the one connection.
         let (mut client, closed) = open(&addr, &ca, h2).await;
@@ -424,7 +434,6 @@ async fn idle_keep_alive_connections_are_closed_and_active_ones_are_not() {
                 "{protocol}: an active connection was closed"
             );
         };
-        checks.push(tokio::spawn(idle_check));
         checks.push(tokio::spawn(active_check));
     }
     // Every check's failure, not only the first.

@@ -49,12 +49,12 @@ pub struct Limits {
     /// From the request head to the answer, the wait for a slot and the body included (408).
     pub request_timeout: Duration,
     pub handshake_timeout: Duration,
-    /// A request head must arrive within this of its first byte (and the first request within
-    /// this of the TLS handshake), or the connection is dropped.
+    /// A request head must arrive within this of its first byte, or the connection is dropped.
     pub header_read_timeout: Duration,
-    /// A keep-alive connection with no request for this long is closed. Longer than the API
-    /// server's own idle timeout for webhook connections (Go's 90 s), so that the API server
-    /// closes them first and never sends a request on a connection kreload is closing.
+    /// A connection with no request for this long (since its last one, or since its handshake)
+    /// is closed. Longer than the API server's own idle timeout for webhook connections (Go's
+    /// 90 s), so that the API server closes them first and never sends a request on a
+    /// connection kreload is closing.
     pub idle_timeout: Duration,
 }
 
@@ -239,14 +239,15 @@ enum Verdict {
 }
 
 impl Activity {
-    /// A connection that has just finished its TLS handshake: its first request head is due
-    /// within the head deadline.
+    /// A connection that has just finished its TLS handshake. It is idle, not late with a head:
+    /// Go's HTTP client pools a connection it dialed for a request that another connection
+    /// served first, and sends a request on it later.
     fn new(now: Instant, reads_start_heads: bool) -> Self {
         Activity {
             state: Mutex::new(ActivityState {
                 in_flight: 0,
                 idle_since: now,
-                head_since: Some(now),
+                head_since: None,
             }),
             changed: Notify::new(),
             reads_start_heads,

@@ -134,17 +134,18 @@ async fn the_wait_for_a_slot_counts_in_the_request_timeout() {
 }
 
 #[test]
-fn a_connection_gets_a_head_deadline_then_an_idle_timeout() {
+fn a_connection_gets_an_idle_timeout_and_a_deadline_for_each_head() {
     let limits = Limits::default();
     let t0 = Instant::now();
     let s = |secs: u64| t0 + Duration::from_secs(secs);
     let activity = Activity::new(t0, true);
-    // The first request head is due within the head deadline of the handshake.
+    // A new connection is idle: a client may keep it in its pool for later.
     assert_eq!(
-        activity.verdict(s(1), &limits),
-        Verdict::WaitUntil(t0 + limits.header_read_timeout)
+        activity.verdict(s(5), &limits),
+        Verdict::WaitUntil(t0 + limits.idle_timeout)
     );
-    assert_eq!(activity.verdict(s(5), &limits), Verdict::SlowHead);
+    activity.read(s(5));
+    assert_eq!(activity.verdict(s(10), &limits), Verdict::SlowHead);
     activity.request_started();
     assert!(matches!(
         activity.verdict(s(6), &limits),
