@@ -24,8 +24,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
@@ -845,48 +844,6 @@ async fn reload_on_create_and_on_delete_only_with_their_flags() {
     );
     f.extend(f_off);
     check(f, &[&kreload_on, &kreload_off]);
-}
-
-/// Registers a minimal `rollouts.argoproj.io` CRD (idempotent) and waits until it is served.
-async fn ensure_rollout_crd(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "rollouts.argoproj.io"},
-        "spec": {
-            "group": "argoproj.io", "scope": "Namespaced",
-            "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "listKind": "RolloutList"},
-            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                "subresources": {"status": {}}}]
-        }
-    });
-    crds.patch(
-        "rollouts.argoproj.io",
-        &PatchParams::apply("kreload-e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply the Rollout CRD");
-    wait_for(
-        "the Rollout CRD to be established",
-        Duration::from_secs(30),
-        || async {
-            let c = crds.get("rollouts.argoproj.io").await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        },
-    )
-    .await;
-    let rollouts: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &Kind::Rollout.resource());
-    wait_for("Rollouts to be served", Duration::from_secs(30), || async {
-        rollouts.list(&ListParams::default()).await.ok().map(|_| ())
-    })
-    .await;
 }
 
 #[tokio::test]
