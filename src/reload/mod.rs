@@ -25,11 +25,13 @@ pub mod affected;
 mod jobs;
 pub mod lease;
 pub mod queue;
+mod witness;
 mod writes;
 
 pub use affected::{Effect, affected};
 use jobs::JobCreates;
 use queue::{Pending, Pushed, Reasons, ReloadQueue};
+use witness::{Drift, Witness};
 pub use writes::{WRITE_TIMEOUT, api_resource};
 use writes::{Writer, describe, now_rfc3339, object_ref};
 
@@ -56,6 +58,8 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     settings: ReloadSettings,
     jobs: Mutex<JobCreates>,
+    /// Where a follower's decisions go: they are not the metrics' (the leader reports its own).
+    unreported: Metrics,
 }
 
 /// What one due item did.
@@ -86,6 +90,7 @@ impl Reloader {
             metrics,
             settings,
             jobs: Mutex::default(),
+            unreported: Metrics::default(),
         }
     }
 
@@ -126,18 +131,20 @@ impl Reloader {
             && self.namespaces.is_watched(&w.id.namespace)
     }
 
-    /// Workloads whose baseline (with the current key) differs from the current hash: changes
-    /// made while no leader was rolling. Unstamped and foreign-stamped ones are left alone.
-    fn startup_drift(&self) -> Vec<WorkloadId> {
+    /// Workloads whose baseline (with the current key) differs from the current hash, with
+    /// that baseline: changes made while no leader was rolling. Unstamped and foreign-stamped
+    /// ones are left alone.
+    fn startup_drift(&self) -> Drift {
         self.index
             .all()
             .into_iter()
             .filter(|w| self.acts_on(w))
-            .filter(|w| match (self.baseline(w), self.current_stamp(w)) {
-                (Some(baseline), Some(current)) => baseline != current,
-                _ => false,
+            .filter_map(|w| match (self.baseline(&w), self.current_stamp(&w)) {
+                (Some(baseline), Some(current)) if baseline != current => {
+                    Some((w.id.clone(), Some(baseline.to_owned())))
+                }
+                _ => None,
             })
-            .map(|w| w.id.clone())
             .collect()
     }
 
@@ -386,24 +393,34 @@ impl Reloader {
         );
         let mut pauses: HashMap<WorkloadId, Instant> = HashMap::new();
         let mut leading = false;
+        let mut witness = Witness::following(self.startup_drift());
         loop {
             if *leader.borrow_and_update() != leading {
                 leading = !leading;
                 self.metrics.set_leader(leading);
                 if leading {
-                    let drift = self.startup_drift();
+                    // Drift that a consumed-data change caused (or whose cause this replica
+                    // cannot know) rolls; drift from changes skipped on purpose is accounted.
+                    let plan = witness.plan(self.startup_drift());
+                    let rolls = plan.iter().filter(|(_, roll)| *roll).count();
                     tracing::info!(
-                        workloads = drift.len(),
+                        workloads = rolls,
+                        accounted = plan.len() - rolls,
                         "leading: rolling workloads whose config changed while nobody was rolling"
                     );
                     let now = Instant::now();
-                    for id in drift {
-                        queue.push(id, Reasons::new(), now);
+                    for (id, roll) in plan {
+                        if roll {
+                            queue.push(id, Reasons::new(), now);
+                        } else {
+                            queue.push_account(id, now);
+                        }
                     }
                     pauses.extend(self.paused_deployments());
                 } else {
                     queue.clear();
                     pauses.clear();
+                    witness = Witness::following(self.startup_drift());
                 }
             }
             let jobs_due = self.jobs.lock().next_due();
@@ -416,6 +433,11 @@ impl Reloader {
                 change = changes.recv() => {
                     let Some(change) = change else { break };
                     if !leading {
+                        let seen = affected(&change, &self.index, self.stamper.filters(),
+                            &self.namespaces, &self.settings, &self.unreported);
+                        for (id, effect) in seen {
+                            witness.saw(id, &effect);
+                        }
                         continue;
                     }
                     let now = Instant::now();
