@@ -597,6 +597,34 @@ impl Recorder {
         rolls
     }
 
+    /// Whether kreload rolled the workload after `since`: its stamp moved (a restart Rollout:
+    /// a new `restartAt`), or, for a Job, it was created again.
+    fn rolled_since(
+        &self,
+        key: &WorkloadKey,
+        since: Instant,
+        kind: WKind,
+        on_object: bool,
+    ) -> bool {
+        let all = self.0.lock();
+        let Some(seen) = all.get(key) else {
+            return false;
+        };
+        seen.windows(2).any(|pair| {
+            let (before, after) = (&pair[0].look, &pair[1].look);
+            pair[1].at > since
+                && if kind == WKind::Job {
+                    before.uid != after.uid
+                } else if on_object {
+                    before.uid == after.uid
+                        && after.restart_at.is_some()
+                        && before.restart_at != after.restart_at
+                } else {
+                    before.uid == after.uid && before.template_stamp != after.template_stamp
+                }
+        })
+    }
+
     /// Every accounted hash the object with `uid` carried.
     fn accounted(&self, key: &WorkloadKey, uid: &str) -> BTreeSet<String> {
         let all = self.0.lock();
@@ -741,9 +769,8 @@ async fn lease_of(client: &kube::Client, name: &str) -> Option<(String, Option<S
 
 #[derive(Clone, Debug)]
 struct Snap {
-    uid: String,
     stamp: Option<String>,
-    restart_at: Option<String>,
+    accounted: Option<String>,
     revisions: usize,
     at: Instant,
 }
@@ -754,6 +781,10 @@ struct Tracked {
     spec: usize,
     /// Consumed-data changes this round (each must be reflected by a roll).
     must: Vec<String>,
+    /// When the last of them was made.
+    last_must: Option<Instant>,
+    /// When the driver last created it again.
+    recreated_at: Option<Instant>,
     /// Operations of the driver this round that changed the template (each may roll it).
     user: u32,
     /// A consumed-data change made while the namespace was out of the selector, not yet
@@ -1072,6 +1103,7 @@ impl Soak {
             let t = &mut self.tracked[i];
             if in_scope {
                 t.must.push(format!("op {} {what}", self.op_no));
+                t.last_must = Some(Instant::now());
             } else {
                 t.optional = true;
             }
@@ -1518,6 +1550,7 @@ impl Soak {
         self.kubectl_write(what, vec!["apply".into(), "-f".into(), "-".into()], Some(m))
             .await;
         self.tracked[i].recreated = true;
+        self.tracked[i].recreated_at = Some(Instant::now());
     }
 
     fn propagation(&mut self) -> Propagation {
@@ -1561,7 +1594,13 @@ impl Soak {
         self.api_write(what, || {
             let api = api.clone();
             async move {
-                let mut o = api.get(name).await?;
+                let mut o = match api.get_opt(name).await? {
+                    Some(o) => o,
+                    // Released already: an earlier attempt went through but its answer was
+                    // lost, and the object, being deleted, is gone.
+                    None if !add => return Ok(()),
+                    None => api.get(name).await?,
+                };
                 let mut f = o.metadata.finalizers.take().unwrap_or_default();
                 f.retain(|x| x != HOLD);
                 if add {
@@ -1847,13 +1886,12 @@ impl Soak {
             None => 0,
         };
         Some(Snap {
-            uid: l.uid,
             stamp: if s.restart_strategy {
                 l.object_stamp
             } else {
                 l.template_stamp
             },
-            restart_at: l.restart_at,
+            accounted: l.accounted,
             revisions,
             at: Instant::now(),
         })
@@ -1868,30 +1906,41 @@ impl Soak {
         }
     }
 
-    /// Whether the workload reflects every consumed-data change so far: its stamp is the current
-    /// hash, moved since the last checkpoint (or the workload is new), rolled out, pods carry it.
+    /// Whether the workload reflects every consumed-data change so far: it rolled after the
+    /// last one (unless the driver created it again since: it was stamped current then), its
+    /// baseline is the current hash (its stamp; or, when a change that rolls nothing came after
+    /// the roll, the hash kreload accounted on it), the rollout is done and the pods carry the
+    /// stamp.
     async fn converged(&self, i: usize) -> Result<(), String> {
         let t = &self.tracked[i];
         let s = &self.specs[t.spec];
         let now = self.snap(i).await.ok_or("gone")?;
         let current = self.probe(i).await.ok_or("no current hash")?;
-        if now.stamp.as_deref() != Some(current.as_str()) {
-            return Err(format!("stamp {:?}, current hash {current}", now.stamp));
-        }
-        if !t.recreated && now.uid == t.last.uid && now.stamp == t.last.stamp {
+        if now.stamp.as_deref() != Some(current.as_str())
+            && now.accounted.as_deref() != Some(current.as_str())
+        {
             return Err(format!(
-                "stamp still {:?} as at the last checkpoint",
-                now.stamp
+                "stamp {:?}, accounted {:?}, current hash {current}",
+                now.stamp, now.accounted
             ));
         }
-        if s.restart_strategy && !t.recreated && now.restart_at == t.last.restart_at {
-            return Err("restartAt not moved".into());
+        if let Some(last) = t.last_must
+            && t.recreated_at.is_none_or(|r| r < last)
+            && !self
+                .recorder
+                .rolled_since(&self.key(t), last, s.kind, s.restart_strategy)
+        {
+            return Err(format!(
+                "no roll since the last consumed-data change (stamp {:?})",
+                now.stamp
+            ));
         }
         if let Some(k) = s.kind.common().filter(|k| k.has_revisions()) {
             if !settled(&self.nss[t.ns], k, s.name).await {
                 return Err("rollout not complete".into());
             }
-            pods_carry(&self.nss[t.ns], k, s.name, &current).await?;
+            let stamp = now.stamp.as_deref().unwrap_or_default();
+            pods_carry(&self.nss[t.ns], k, s.name, stamp).await?;
         }
         Ok(())
     }
@@ -1928,6 +1977,8 @@ impl Soak {
     async fn round(&mut self, n: usize) {
         for t in &mut self.tracked {
             t.must.clear();
+            t.last_must = None;
+            t.recreated_at = None;
             t.user = 0;
             t.recreated = false;
         }
@@ -2064,7 +2115,11 @@ impl Soak {
                 ));
             }
             let optional = t.optional;
-            if optional && self.probe(i).await.is_some_and(|c| Some(c) == now.stamp) {
+            if optional
+                && self.probe(i).await.is_some_and(|c| {
+                    Some(&c) == now.stamp.as_ref() || Some(&c) == now.accounted.as_ref()
+                })
+            {
                 self.tracked[i].optional = false;
             }
             self.tracked[i].last = now;
@@ -2294,15 +2349,16 @@ async fn soak_ordinary_operations_with_kreload_installed() {
                 ns,
                 spec,
                 must: Vec::new(),
+                last_must: None,
+                recreated_at: None,
                 user: 0,
                 optional: false,
                 // Round 0 checks creation on its own (one revision each).
                 recreated: true,
                 lost: false,
                 last: Snap {
-                    uid: String::new(),
                     stamp: None,
-                    restart_at: None,
+                    accounted: None,
                     revisions: 0,
                     at: Instant::now(),
                 },
