@@ -224,3 +224,34 @@ fn reasons_name_configs_and_keys_never_values() {
         "config changed while kreload was not rolling"
     );
 }
+
+#[test]
+fn an_accounted_hash_never_swallows_a_roll() {
+    // Accounting for an annotation edit read the store after a data change had reached it, so
+    // the accounted hash is already the current one; the data change's roll is still owed.
+    assert!(!nothing_owed(
+        true,
+        Some("v2.k.old"),
+        Some("v2.k.new"),
+        "v2.k.new"
+    ));
+    assert!(nothing_owed(
+        true,
+        Some("v2.k.new"),
+        Some("v2.k.new"),
+        "v2.k.new"
+    ));
+    // Accounting is done once the baseline (accounted hash, else stamp) is current.
+    assert!(nothing_owed(
+        false,
+        Some("v2.k.old"),
+        Some("v2.k.new"),
+        "v2.k.new"
+    ));
+    assert!(!nothing_owed(
+        false,
+        Some("v2.k.old"),
+        Some("v2.k.old"),
+        "v2.k.new"
+    ));
+}
