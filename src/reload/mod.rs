@@ -144,8 +144,8 @@ impl Reloader {
     }
 
     /// Workloads whose baseline (with the current key) differs from the current hash, with
-    /// that baseline: changes made while no leader was rolling. Unstamped and foreign-stamped
-    /// ones are left alone.
+    /// that baseline and their stamp: changes made while no leader was rolling. Unstamped and
+    /// foreign-stamped ones are left alone.
     fn startup_drift(&self) -> Drift {
         self.index
             .all()
@@ -153,7 +153,7 @@ impl Reloader {
             .filter(|w| self.acts_on(w))
             .filter_map(|w| match (self.baseline(&w), self.current_stamp(&w)) {
                 (Some(baseline), Some(current)) if baseline != current => {
-                    Some((w.id.clone(), Some(baseline.to_owned())))
+                    Some((w.id.clone(), Some(baseline.to_owned()), w.stamp.clone()))
                 }
                 _ => None,
             })
@@ -448,7 +448,8 @@ impl Reloader {
                         let seen = affected(&change, &self.index, self.stamper.filters(),
                             &self.namespaces, &self.settings, &self.unreported);
                         for (id, effect) in seen {
-                            witness.saw(id, &effect);
+                            let current = self.index.get(&id).and_then(|w| self.current_stamp(&w));
+                            witness.saw(id, &effect, current);
                         }
                         continue;
                     }
