@@ -647,13 +647,6 @@ struct Slot {
     starting: Option<tokio::task::JoinHandle<Running>>,
 }
 
-/// A start that waits for `holder` to hold the Lease, renewed after `since`.
-struct After {
-    client: kube::Client,
-    holder: String,
-    since: time::OffsetDateTime,
-}
-
 fn renewed_after(renewed: Option<String>, since: time::OffsetDateTime) -> bool {
     renewed
         .and_then(|r| {
@@ -697,37 +690,17 @@ impl Ha {
         .collect()
     }
 
-    /// Starts slot `i` (again). With `after`, only once that identity holds the Lease, renewed
-    /// after the given time: the replacement of a stopped replica comes up after the failover,
-    /// as a new pod would. (A fresh process that wins the Lease knows nothing of the changes
-    /// made during the gap; the report to the lead says more.)
-    fn spawn_start(&mut self, i: usize, new_identity: bool, after: Option<After>) {
+    /// Starts slot `i` (again), in the background: the driver goes on meanwhile.
+    fn spawn_start(&mut self, i: usize, new_identity: bool) {
         self.starts += 1;
         if new_identity {
             self.slots[i].identity =
                 format!("{}-{}{}", self.lease, self.slots[i].name, self.starts);
         }
         let args = self.args(&self.slots[i]);
-        let lease = self.lease.clone();
-        self.slots[i].starting = Some(tokio::spawn(async move {
-            if let Some(After {
-                client,
-                holder,
-                since,
-            }) = after
-            {
-                try_wait_for(Duration::from_secs(90), || async {
-                    let (h, renewed) = lease_of(&client, &lease).await?;
-                    (h == holder && renewed_after(renewed, since)).then_some(())
-                })
-                .await;
-            }
-            tokio::task::spawn_blocking(move || {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                Running(Kreload::start(&args))
-            })
-            .await
-            .expect("start kreload")
+        self.slots[i].starting = Some(tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Running(Kreload::start(&args))
         }));
     }
 
@@ -1688,16 +1661,12 @@ impl Soak {
     // -----------------------------------------------------------------------------------------
     // Replicas
 
-    /// Slot `i` was stopped: a takeover may follow; its replacement starts after it.
+    /// Slot `i` was stopped: a takeover may follow. Its replacement starts at once, with the
+    /// same identity (a container restarted in its pod) or a new one (a new pod), and may race
+    /// the survivor for the Lease.
     fn stopped(&mut self, i: usize, same_identity: bool) {
-        let since = time::OffsetDateTime::now_utc();
-        self.leader_event = Some((Instant::now(), since));
-        let after = After {
-            client: self.client.clone(),
-            holder: self.ha.slots[1 - i].identity.clone(),
-            since,
-        };
-        self.ha.spawn_start(i, !same_identity, Some(after));
+        self.leader_event = Some((Instant::now(), time::OffsetDateTime::now_utc()));
+        self.ha.spawn_start(i, !same_identity);
     }
 
     async fn op_kill_leader(&mut self) -> Option<String> {
@@ -2325,8 +2294,8 @@ async fn soak_ordinary_operations_with_kreload_installed() {
         starts: 0,
         logs: Vec::new(),
     };
-    ha.spawn_start(0, false, None);
-    ha.spawn_start(1, false, None);
+    ha.spawn_start(0, false);
+    ha.spawn_start(1, false);
     ha.join_starts().await;
 
     let recorder = Recorder::default();
