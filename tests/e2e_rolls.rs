@@ -673,21 +673,18 @@ async fn hold(
         h.probes.fetch_add(1, Ordering::SeqCst);
         return allow(uid);
     }
-    match request["options"]["fieldManager"].as_str() {
-        Some("kreload") => {
-            if h.open.load(Ordering::SeqCst) {
-                h.after_release.lock().unwrap().push(name);
-            } else {
-                let released = h.released.notified();
-                h.held_names.lock().unwrap().insert(name);
-                h.held.fetch_add(1, Ordering::SeqCst);
-                if !h.open.load(Ordering::SeqCst) {
-                    released.await;
-                }
-                h.held.fetch_sub(1, Ordering::SeqCst);
+    if request["options"]["fieldManager"].as_str() == Some("kreload") {
+        if h.open.load(Ordering::SeqCst) {
+            h.after_release.lock().unwrap().push(name);
+        } else {
+            let released = h.released.notified();
+            h.held_names.lock().unwrap().insert(name);
+            h.held.fetch_add(1, Ordering::SeqCst);
+            if !h.open.load(Ordering::SeqCst) {
+                released.await;
             }
+            h.held.fetch_sub(1, Ordering::SeqCst);
         }
-        _ => {}
     }
     allow(uid)
 }
