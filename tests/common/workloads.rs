@@ -76,6 +76,64 @@ pub fn kreload_with_env(
     Running(Kreload::start_with_env(&args, env))
 }
 
+/// Registers a minimal `rollouts.argoproj.io` CRD (idempotent) and waits until it is served.
+pub async fn ensure_rollout_crd(client: &kube::Client) {
+    ensure_crd(client, Kind::Rollout).await;
+}
+
+/// Registers a minimal `deploymentconfigs.apps.openshift.io` CRD (idempotent), standing in for
+/// OpenShift's API, and waits until it is served. The harness runs no OpenShift controller.
+pub async fn ensure_deployment_config_crd(client: &kube::Client) {
+    ensure_crd(client, Kind::DeploymentConfig).await;
+}
+
+/// Registers a minimal CRD for `kind` (any schema; a status subresource) and waits until it is
+/// served. It is left in place: other tests, and other runs, use it too.
+async fn ensure_crd(client: &kube::Client, kind: Kind) {
+    let resource = kind.resource();
+    let name = format!("{}.{}", resource.plural, resource.group);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {
+            "group": resource.group, "scope": "Namespaced",
+            "names": {"plural": resource.plural, "singular": resource.kind.to_lowercase(),
+                      "kind": resource.kind, "listKind": format!("{}List", resource.kind)},
+            "versions": [{"name": resource.version, "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "subresources": {"status": {}}}]
+        }
+    });
+    crds.patch(
+        &name,
+        &PatchParams::apply("kreload-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply the CRD {name}: {e}"));
+    wait_for(
+        &format!("the CRD {name} to be established"),
+        Duration::from_secs(30),
+        || async {
+            let c = crds.get(&name).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
+    let served: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    wait_for(
+        &format!("{} to be served", resource.plural),
+        Duration::from_secs(30),
+        || async { served.list(&ListParams::default()).await.ok().map(|_| ()) },
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Configs
 
@@ -273,64 +331,6 @@ pub fn workload(
                      "strategy": {"type": "Rolling"}, "triggers": [{"type": "ConfigChange"}]}
         }),
     }
-}
-
-/// Registers a minimal `rollouts.argoproj.io` CRD (idempotent) and waits until it is served.
-pub async fn ensure_rollout_crd(client: &kube::Client) {
-    ensure_crd(client, Kind::Rollout).await;
-}
-
-/// Registers a minimal `deploymentconfigs.apps.openshift.io` CRD (idempotent), standing in for
-/// OpenShift's API, and waits until it is served. The harness runs no OpenShift controller.
-pub async fn ensure_deployment_config_crd(client: &kube::Client) {
-    ensure_crd(client, Kind::DeploymentConfig).await;
-}
-
-/// Registers a minimal CRD for `kind` (any schema; a status subresource) and waits until it is
-/// served. It is left in place: other tests, and other runs, use it too.
-async fn ensure_crd(client: &kube::Client, kind: Kind) {
-    let resource = kind.resource();
-    let name = format!("{}.{}", resource.plural, resource.group);
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": name},
-        "spec": {
-            "group": resource.group, "scope": "Namespaced",
-            "names": {"plural": resource.plural, "singular": resource.kind.to_lowercase(),
-                      "kind": resource.kind, "listKind": format!("{}List", resource.kind)},
-            "versions": [{"name": resource.version, "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                "subresources": {"status": {}}}]
-        }
-    });
-    crds.patch(
-        &name,
-        &PatchParams::apply("kreload-e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply the CRD {name}: {e}"));
-    wait_for(
-        &format!("the CRD {name} to be established"),
-        Duration::from_secs(30),
-        || async {
-            let c = crds.get(&name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        },
-    )
-    .await;
-    let served: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
-    wait_for(
-        &format!("{} to be served", resource.plural),
-        Duration::from_secs(30),
-        || async { served.list(&ListParams::default()).await.ok().map(|_| ()) },
-    )
-    .await;
 }
 
 /// A one-replica Deployment.
