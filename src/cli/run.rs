@@ -15,7 +15,7 @@ use crate::admission::selfcert::{SelfManaged, SelfManagedConfig};
 use crate::admission::server::{self, Limits, Readiness};
 use crate::admission::tls::{self, CertFiles, CertResolver, GeneratedCerts};
 use crate::admission::{Admission, webhooks};
-use crate::cli::args::{LogFormat, NoticeLevel, RunArgs, notices, workload_kinds};
+use crate::cli::args::{LogFormat, NoticeLevel, OpenShift, RunArgs, notices, workload_kinds};
 use crate::cli::client::{self, client};
 use crate::domain::alert::AlertSink;
 use crate::domain::config::ConfigKind;
@@ -111,12 +111,14 @@ fn shutdown_signal(stdin: bool) -> impl std::future::Future<Output = ()> + Clone
 }
 
 /// Whether the API server serves a workload kind (discovered once, at start): the optional
-/// ones (the Argo Rollouts CRD, OpenShift's DeploymentConfigs) may be missing.
-async fn served(client: &Client, kind: WorkloadKind) -> bool {
+/// ones (the Argo Rollouts CRD, OpenShift's DeploymentConfigs) may be missing. `Err` says why
+/// discovery could not tell.
+async fn served(client: &Client, kind: WorkloadKind) -> Result<bool, kube::Error> {
     let group_version = format!("{}/{}", kind.group(), kind.version());
     match client.list_api_group_resources(&group_version).await {
-        Ok(list) => list.resources.iter().any(|r| r.name == kind.plural()),
-        Err(_) => false,
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == kind.plural())),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -277,12 +279,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .filter(|k| !ignored_workloads.contains(k))
         .collect();
     for kind in WorkloadKind::ALL.into_iter().filter(|k| k.optional()) {
-        if kinds.contains(&kind) && !served(&client, kind).await {
-            tracing::info!(
-                api = format!("{}/{}", kind.group(), kind.version()),
-                "{} not served; they are not watched",
-                kind.plural()
-            );
+        if !kinds.contains(&kind) {
+            continue;
+        }
+        let api = format!("{}/{}", kind.group(), kind.version());
+        // Asked for by name (Reloader's --is-Argo-Rollouts=true, --is-openshift=true): a
+        // missing API is worth a warning.
+        let asked = match kind {
+            WorkloadKind::Rollout => args.reloader.is_argo_rollouts == Some(true),
+            WorkloadKind::DeploymentConfig => args.reloader.is_openshift == Some(OpenShift::On),
+            _ => false,
+        };
+        let found = served(&client, kind).await;
+        match &found {
+            Ok(true) => {
+                tracing::info!(%api, "{} served: watched, stamped and rolled", kind.plural())
+            }
+            Ok(false) if asked => {
+                tracing::warn!(%api, "{} not served: not watched (kreload looks for the API only at start)", kind.plural())
+            }
+            Ok(false) => {
+                tracing::info!(%api, "{} not served: not watched (kreload looks for the API only at start)", kind.plural())
+            }
+            Err(error) => {
+                tracing::warn!(%api, %error, "{}: discovery failed, so they are not watched (kreload looks for the API only at start)", kind.plural())
+            }
+        }
+        if !matches!(found, Ok(true)) {
             kinds.remove(&kind);
         }
     }

@@ -144,6 +144,31 @@ pub fn annotation_key(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `--is-openshift` (`IS_OPENSHIFT`): Reloader's switch for OpenShift DeploymentConfigs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenShift {
+    /// `auto` or empty: roll them when the cluster serves them (Reloader's discovery).
+    Auto,
+    On,
+    Off,
+}
+
+/// Reloader's values for `--is-openshift`: a boolean (Go's spellings), or `auto` or the empty
+/// string for discovery. Any other word is refused (Reloader reads it as `auto`).
+pub fn openshift(s: &str) -> Result<OpenShift, String> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("auto") {
+        return Ok(OpenShift::Auto);
+    }
+    match parse_bool(s) {
+        Some(true) => Ok(OpenShift::On),
+        Some(false) => Ok(OpenShift::Off),
+        None => Err(format!(
+            "{s:?} is not true, false or auto (Go's boolean spellings 1, 0, t, f, True, FALSE also work)"
+        )),
+    }
+}
+
 /// `--reload-strategy`: how Reloader makes a workload roll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ReloadStrategy {
@@ -285,6 +310,11 @@ pub struct ReloaderArgs {
     #[arg(long = "is-Argo-Rollouts", value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub is_argo_rollouts: Option<bool>,
 
+    /// Reloader: roll OpenShift DeploymentConfigs: true, false, or auto (empty) to roll them when
+    /// the cluster serves apps.openshift.io/v1, which is also what kreload does without the flag.
+    #[arg(long = "is-openshift", env = "IS_OPENSHIFT", value_parser = openshift, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub is_openshift: Option<OpenShift>,
+
     /// Reloader: env-vars or annotations. Accepted, no effect: kreload always writes its keyed
     /// stamp on the pod template.
     #[arg(long, value_enum)]
@@ -344,11 +374,15 @@ impl RunArgs {
             .watch_namespaces(self.reloader.kubernetes_namespace.as_deref())
     }
 
-    /// `--ignored-workload-types`, plus `rollouts` under Reloader's `--is-Argo-Rollouts=false`.
+    /// `--ignored-workload-types`, plus `rollouts` under Reloader's `--is-Argo-Rollouts=false`
+    /// and `deploymentconfigs` under its `--is-openshift=false`.
     pub fn ignored_workload_types(&self) -> Vec<String> {
         let mut kinds = self.filters.ignored_workload_types.clone();
         if self.reloader.is_argo_rollouts == Some(false) {
             kinds.push("rollouts".into());
+        }
+        if self.reloader.is_openshift == Some(OpenShift::Off) {
+            kinds.push("deploymentconfigs".into());
         }
         kinds
     }
@@ -433,6 +467,25 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
             "--is-Argo-Rollouts",
             Info,
             "--is-Argo-Rollouts=true: no effect: --ignored-workload-types lists rollouts".into(),
+        ),
+        _ => {}
+    }
+    let ignores = |kind: &str| {
+        args.filters
+            .ignored_workload_types
+            .iter()
+            .any(|k| k.trim().eq_ignore_ascii_case(kind))
+    };
+    match r.is_openshift {
+        Some(OpenShift::Off) => say(
+            "--is-openshift",
+            Info,
+            "--is-openshift=false: OpenShift DeploymentConfigs are neither stamped nor rolled, as with Reloader".into(),
+        ),
+        Some(OpenShift::On) if ignores("deploymentconfigs") => say(
+            "--is-openshift",
+            Info,
+            "--is-openshift=true: no effect: --ignored-workload-types lists deploymentconfigs".into(),
         ),
         _ => {}
     }

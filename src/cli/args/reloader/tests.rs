@@ -223,6 +223,43 @@ fn argo_rollouts_false_ignores_rollouts() {
 }
 
 #[test]
+fn is_openshift_false_ignores_deployment_configs_and_auto_is_the_default() {
+    let a = parse(&["--is-openshift=false", "--ignored-workload-types=jobs"]);
+    assert_eq!(a.ignored_workload_types(), ["jobs", "deploymentconfigs"]);
+    assert_eq!(notices(&a)[0].setting, "--is-openshift");
+    // Reloader's discovery (auto, empty) and true are what kreload does anyway: no notice.
+    for flag in [
+        "--is-openshift=auto",
+        "--is-openshift=",
+        "--is-openshift=True",
+        "--is-openshift",
+    ] {
+        let a = parse(&[flag]);
+        assert!(a.ignored_workload_types().is_empty(), "{flag}");
+        assert!(notices(&a).is_empty(), "{flag}: {:?}", notices(&a));
+    }
+    assert_eq!(
+        parse(&["--is-openshift=AUTO"]).reloader.is_openshift,
+        Some(OpenShift::Auto)
+    );
+    assert_eq!(
+        parse(&["--is-openshift", "0"]).reloader.is_openshift,
+        Some(OpenShift::Off)
+    );
+    let a = parse(&[
+        "--is-openshift=1",
+        "--ignored-workload-types=deploymentconfigs",
+    ]);
+    assert!(
+        notices(&a)[0].message.contains("no effect"),
+        "{:?}",
+        notices(&a)
+    );
+    let err = run_args(&["--is-openshift=maybe"]).unwrap_err().to_string();
+    assert!(err.contains("true, false or auto"), "{err}");
+}
+
+#[test]
 fn bad_values_get_clear_errors() {
     for (args, says) in [
         (&["--reload-strategy=restart"][..], "restart"),
