@@ -1,10 +1,13 @@
-//! Issue 11 items 5 and 10: workload kinds beyond Kubernetes' own. OpenShift DeploymentConfigs
-//! (on a CRD of that group and kind standing in for OpenShift's API: the harness runs no
-//! OpenShift controller, so what is checked is kreload's part: the stamp at CREATE, the owner
-//! lookup of their pods, and the one template patch that triggers their ConfigChange rollout).
+//! Issue 11 items 5 and 10: workloads beyond Kubernetes' own kinds.
 //!
-//! Each test runs its own kreload, scoped to its own namespaces (`kreload_for`); the CRDs are
-//! registered before it starts, since kreload discovers the optional kinds once, at start.
+//! - OpenShift DeploymentConfigs, on a CRD of that group and kind standing in for OpenShift's
+//!   API. The harness runs no OpenShift controller, so what is checked is kreload's part: the
+//!   stamp at CREATE, the owner lookup of their pods, and the one template patch that triggers
+//!   their ConfigChange rollout.
+//!
+//! Each test runs its own kreload, scoped to its own namespace (`kreload_for`); the CRDs are
+//! registered before it starts, since kreload discovers the optional kinds once, at start. The
+//! CRDs stay (other tests use them); the objects of their kinds are deleted at the end.
 
 mod common;
 
@@ -15,13 +18,37 @@ use common::workloads::*;
 use common::*;
 use k8s_openapi::api::core::v1::ReplicationController;
 use kube::ResourceExt;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
+
+/// Deletes an object of a CRD's kind and waits until it is gone.
+async fn delete(ns: &TestNamespace, kind: Kind, name: &str) {
+    let api = dyn_api(ns, kind);
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    wait_for(
+        &format!("{kind:?} {}/{name} to be deleted", ns.name),
+        Duration::from_secs(30),
+        || async { api.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
+
+/// A label and an annotation on a ConfigMap: metadata only, which never rolls anything.
+async fn relabel_cm(ns: &TestNamespace, name: &str, value: &str) {
+    patch_cm(
+        ns,
+        name,
+        json!({"metadata": {"labels": {"e2e-touched": value}, "annotations": {"note": value}}}),
+    )
+    .await;
+}
 
 /// Issue 11 item 5: a DeploymentConfig is stamped at CREATE; the pods of its
 /// ReplicationController (`<dc>-<version>`, as OpenShift names and labels it) carry its stamp;
-/// a change of a config in its trigger set patches its template once with a new v2 stamp, and a
-/// change outside it (a Secret, under `configmap.reloader.stakater.com/auto`) patches nothing.
+/// a data change of a config in its trigger set patches its template once with a new v2 stamp
+/// (the template change that triggers its ConfigChange rollout); a label edit of that config
+/// and a change outside its trigger set (a Secret, under `configmap.reloader.stakater.com/auto`)
+/// patch nothing.
 #[tokio::test]
 async fn deployment_configs_are_stamped_and_rolled_like_deployments() {
     let client = client().await;
@@ -31,6 +58,10 @@ async fn deployment_configs_are_stamped_and_rolled_like_deployments() {
     secret("dc-secret").create(&ns).await;
     let kreload = kreload_for(&[&ns], &[]);
     let mut failures = Vec::new();
+    let log = std::fs::read_to_string(&kreload.log).unwrap_or_default();
+    if !log.contains("deploymentconfigs served") {
+        failures.push("kreload's log does not say it found DeploymentConfigs served".to_owned());
+    }
 
     create(
         &ns,
@@ -114,25 +145,32 @@ async fn deployment_configs_are_stamped_and_rolled_like_deployments() {
         ));
     }
 
-    // A Secret is outside its trigger set: nothing.
+    // A Secret is outside its trigger set, and a label edit of its ConfigMap is metadata:
+    // nothing, past the coalescing window.
     let before = baseline(&ns, Kind::DeploymentConfig, "web").await;
     set_secret(&ns, "dc-secret", "password", "rotated").await;
+    relabel_cm(&ns, "dc-cm", "before").await;
     tokio::time::sleep(SETTLE).await;
     if let Err(e) = expect_unchanged(&ns, Kind::DeploymentConfig, "web", &before).await {
-        failures.push(format!("after a Secret change: {e}"));
+        failures.push(format!(
+            "after a Secret change and a ConfigMap label edit: {e}"
+        ));
     }
-    // Its ConfigMap: one template patch, with a new v2 stamp, and one Reloaded Event.
+    // A data change of its ConfigMap: one template patch, with a new v2 stamp, and one
+    // Reloaded Event. A label edit after it rolls nothing either (past the storm guard, which
+    // would only have deferred a second roll).
     set_cm(&ns, "dc-cm", "mode", "b").await;
     match expect_roll(&ns, Kind::DeploymentConfig, "web", &before).await {
         Err(e) => failures.push(e),
         Ok(stamp) => {
+            relabel_cm(&ns, "dc-cm", "after").await;
             tokio::time::sleep(STORM_GUARD).await;
             let after = Base {
                 stamp: Some(stamp),
                 revisions: 0,
             };
             if let Err(e) = expect_unchanged(&ns, Kind::DeploymentConfig, "web", &after).await {
-                failures.push(format!("rolled, then again: {e}"));
+                failures.push(format!("rolled, then again (a label edit came after): {e}"));
             }
             let reloaded = events(&ns, "web", "Reloaded").await;
             if occurrences(&reloaded) != 1
@@ -147,5 +185,6 @@ async fn deployment_configs_are_stamped_and_rolled_like_deployments() {
             }
         }
     }
+    delete(&ns, Kind::DeploymentConfig, "web").await;
     check(failures, &[&kreload]);
 }
