@@ -89,7 +89,11 @@ impl Admission {
         ) {
             return Ok(Verdict::allow());
         }
-        let location = StampLocation::of(kind, &parsed.value);
+        // A Rollout that takes its pod template from a Deployment (`spec.workloadRef`) must
+        // keep its own template empty: its stamp is on its metadata, and what it consumes is
+        // in the Deployment's template, which admission does not read (no API call here).
+        let references_template = workload.workload_ref(kind).is_some();
+        let location = StampLocation::of(kind, &parsed.value, references_template);
         if location == StampLocation::Template && workload.template_opt(kind).is_none() {
             return Ok(Verdict::allow());
         }
@@ -109,6 +113,10 @@ impl Admission {
         let new_accounted = accounted_of(&workload);
         // What the stamp and the accounted hash should be after this request.
         let (stamp, accounted) = if !update {
+            if references_template {
+                // Unstamped until its first roll, which the watcher stamps.
+                return Ok(Verdict::allow());
+            }
             // A new workload starts stamped, so the watcher never rolls it a second time.
             (Some(current()), None)
         } else {
@@ -132,8 +140,9 @@ impl Admission {
             // Admission never advances a stamp by itself: only when the update changes the
             // template anyway (it rolls regardless) does the stamp move to the current hash.
             let target = old_stamp.clone().filter(|s| self.stamper.is_current(s));
-            let needs_current = target.is_none() || target.as_deref() != Some(current().as_str());
-            if needs_current && self.template_changed(body, kind) {
+            let needs_current =
+                || target.is_none() || target.as_deref() != Some(current().as_str());
+            if !references_template && needs_current() && self.template_changed(body, kind) {
                 (Some(current()), None)
             } else {
                 // Kept as the old object had them: a re-apply that drops them gets them back.

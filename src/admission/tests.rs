@@ -417,6 +417,55 @@ fn restart_rollouts_are_stamped_on_the_object_not_the_template() {
 }
 
 #[test]
+fn rollouts_with_a_workload_ref_keep_an_empty_template_and_are_not_stamped_at_create() {
+    let a = admission();
+    let stale = format!("v2.{}.{}", a.stamper().key().id(), "0".repeat(64));
+    // Argo Rollouts refuses a template on a Rollout that references a Deployment's; what it
+    // consumes is in that template, which admission does not read: no stamp at CREATE, and
+    // neither the default strategy nor `rollout-strategy: rollout` puts one in a template.
+    for strategy in [None, Some("rollout"), Some("restart")] {
+        let mut annotations = json!({"reloader.stakater.com/auto": "true"});
+        if let Some(s) = strategy {
+            annotations["reloader.stakater.com/rollout-strategy"] = json!(s);
+        }
+        let r = |stamp: Option<&str>| {
+            let mut r = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                "metadata": {"name": "r", "annotations": annotations.clone()},
+                "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}});
+            if let Some(s) = stamp {
+                r["metadata"]["annotations"][CONFIG_HASH] = json!(s);
+            }
+            r
+        };
+        let answer = a
+            .mutate(&review("argoproj.io", "Rollout", "CREATE", r(None)))
+            .unwrap();
+        assert_eq!(answer.outcome, Outcome::Allowed, "{strategy:?}");
+        // An update keeps the object stamp (the restart the watcher wrote) and adds no template.
+        let relabelled = {
+            let mut o = r(None);
+            o["metadata"]["labels"] = json!({"x": "y"});
+            o
+        };
+        let answer = a
+            .mutate(&review_update_of(
+                "argoproj.io",
+                "Rollout",
+                relabelled.clone(),
+                r(Some(&stale)),
+            ))
+            .unwrap();
+        let out = apply_patch(&relabelled, &response(&answer));
+        assert_eq!(
+            out["metadata"]["annotations"][CONFIG_HASH],
+            json!(stale),
+            "{strategy:?}"
+        );
+        assert!(out["spec"].get("template").is_none(), "{strategy:?}: {out}");
+    }
+}
+
+#[test]
 fn unwatched_namespaces_and_ignored_kinds_are_not_stamped() {
     let mut a = admission();
     a.namespaces = Arc::new(NamespaceFilter::new(

@@ -23,7 +23,7 @@ use crate::domain::stamp::{ConfigTrigger, HashKey};
 use crate::domain::stamper::Stamper;
 use crate::domain::trigger::trigger_set;
 use crate::domain::workload::StampLocation;
-use crate::domain::workload::{LeanPod, LeanWorkload, WorkloadKind};
+use crate::domain::workload::{LeanPod, LeanTemplate, LeanWorkload, WorkloadKind};
 use crate::reload::api_resource;
 use crate::state::store::DigestStore;
 use crate::watch::config::{ConfigKindMarker, ConfigMapKind, SecretKind, WatchedConfig};
@@ -193,6 +193,37 @@ fn lean<T: for<'de> Deserialize<'de>>(obj: &DynamicObject) -> anyhow::Result<T> 
     Ok(serde_json::from_value(serde_json::to_value(obj)?)?)
 }
 
+/// The pod template a workload's pods are made from: its own, or for a Rollout with
+/// `spec.workloadRef`, the referenced Deployment's (empty when there is none to read).
+async fn pod_template(
+    client: &Client,
+    kind: WorkloadKind,
+    w: &LeanWorkload,
+) -> anyhow::Result<LeanTemplate> {
+    let Some(reference) = w.workload_ref(kind) else {
+        return Ok(w.template(kind).clone());
+    };
+    let Some(name) = reference.deployment() else {
+        return Ok(LeanTemplate::default());
+    };
+    let ns = &w.metadata.namespace;
+    let d = dynamic(client, WorkloadKind::Deployment, Some(ns))
+        .get_opt(name)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot get Deployment {ns}/{name}, which {kind} {}/{} references",
+                ns, w.metadata.name
+            )
+        })?;
+    match d {
+        Some(d) => Ok(lean::<LeanWorkload>(&d)?
+            .template(WorkloadKind::Deployment)
+            .clone()),
+        None => Ok(LeanTemplate::default()),
+    }
+}
+
 fn stamper(key: HashKey, cluster: &ClusterArgs) -> anyhow::Result<Stamper> {
     Ok(Stamper::new(key, cluster.filters.filters()?))
 }
@@ -258,7 +289,7 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot get {kind} {}/{name}", args.namespace))?;
     let workload: LeanWorkload = lean(&obj)?;
-    let template = workload.template(kind);
+    let template = &pod_template(&client, kind, &workload).await?;
     let parsed = crate::domain::policy::parse_workload(
         workload.metadata.annotations(),
         template.annotations(),
@@ -390,7 +421,7 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
         };
         for obj in list {
             let w: LeanWorkload = lean(&obj)?;
-            let template = w.template(kind);
+            let template = &pod_template(&client, kind, &w).await?;
             let policy = crate::domain::policy::parse_workload(
                 w.metadata.annotations(),
                 template.annotations(),
@@ -416,7 +447,7 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
                     ),
                 })
                 .collect();
-            let stamp = match StampLocation::of(kind, &policy) {
+            let stamp = match StampLocation::of(kind, &policy, w.workload_ref(kind).is_some()) {
                 StampLocation::Template => template.stamp(),
                 StampLocation::Object => w
                     .metadata

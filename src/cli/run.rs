@@ -129,7 +129,7 @@ struct WorkloadFeeds {
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
-    new_workloads: mpsc::UnboundedSender<crate::domain::workload::WorkloadId>,
+    new_workloads: mpsc::UnboundedSender<crate::domain::workload::WorkloadNews>,
 }
 
 impl WorkloadFeeds {

@@ -132,6 +132,19 @@ impl fmt::Display for WorkloadId {
     }
 }
 
+/// What a workload watch tells the reloader, beyond what it writes to the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkloadNews {
+    /// A workload new to the index once the first listing is done: a config may have changed
+    /// between its creation and its arrival, and no change event can find a workload the index
+    /// does not have yet.
+    New(WorkloadId),
+    /// A Rollout whose referenced pod template (`spec.workloadRef`) now consumes other configs:
+    /// Argo Rollouts rolls the new template out by itself, so the new hash is accounted for,
+    /// not rolled (as admission moves a stamp with a template change).
+    TemplateReplaced(WorkloadId),
+}
+
 /// Whether kreload rolls (and so stamps) a workload of `kind` with `policy`. Jobs are rolled only
 /// when opted in explicitly on the Job itself, never through `--auto-reload-all`, and never when
 /// a controller (a CronJob) owns them: the CronJob's template is what changes.
@@ -159,12 +172,43 @@ pub enum StampLocation {
 }
 
 impl StampLocation {
-    pub fn of(kind: WorkloadKind, policy: &WorkloadPolicy) -> Self {
-        if kind == WorkloadKind::Rollout && policy.rollout_strategy == RolloutStrategy::Restart {
+    /// Where a workload of `kind` with `policy` keeps its stamp; `references_template`: whether
+    /// it takes its pod template from another object (an Argo Rollout's `spec.workloadRef`).
+    pub fn of(kind: WorkloadKind, policy: &WorkloadPolicy, references_template: bool) -> Self {
+        let restart = policy.rollout_strategy == RolloutStrategy::Restart || references_template;
+        if kind == WorkloadKind::Rollout && restart {
             StampLocation::Object
         } else {
             StampLocation::Template
         }
+    }
+}
+
+/// The annotation Argo Rollouts' controller sets on a Rollout to the generation of the workload
+/// its `spec.workloadRef` names, whenever that workload changes.
+pub const WORKLOAD_GENERATION: &str = "rollout.argoproj.io/workload-generation";
+
+/// An Argo Rollout's `spec.workloadRef`: the object whose pod template the Rollout uses (its own
+/// `spec.template` must then stay empty).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WorkloadRef {
+    #[serde(deserialize_with = "null_default")]
+    pub api_version: String,
+    #[serde(deserialize_with = "null_default")]
+    pub kind: String,
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+}
+
+impl WorkloadRef {
+    /// The referenced Deployment's name, when the reference is to an `apps` Deployment: the
+    /// one kind whose template kreload reads for a Rollout (as Reloader's support for
+    /// `workloadRef` does). Argo Rollouts also takes ReplicaSets and PodTemplates.
+    pub fn deployment(&self) -> Option<&str> {
+        let group = self.api_version.split_once('/').map_or("", |(g, _)| g);
+        (self.kind == "Deployment" && group == "apps" && !self.name.is_empty())
+            .then_some(self.name.as_str())
     }
 }
 
@@ -301,6 +345,9 @@ pub(crate) struct LeanWorkloadSpec {
     pub(crate) replicas: Option<i64>,
     #[serde(deserialize_with = "object_or_null")]
     job_template: Option<LeanJobTemplate>,
+    /// Argo Rollouts: the object whose pod template the Rollout uses.
+    #[serde(deserialize_with = "object_or_null")]
+    workload_ref: Option<WorkloadRef>,
 }
 
 /// Any workload kind, read leanly: the template is found where the kind keeps it.
@@ -332,6 +379,11 @@ impl LeanWorkload {
     pub fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate> {
         self.spec.as_ref()?.template_opt(kind)
     }
+
+    /// For a Rollout, the object whose pod template it uses (`spec.workloadRef`), if any.
+    pub fn workload_ref(&self, kind: WorkloadKind) -> Option<&WorkloadRef> {
+        self.spec.as_ref()?.workload_ref(kind)
+    }
 }
 
 impl LeanWorkloadSpec {
@@ -344,6 +396,13 @@ impl LeanWorkloadSpec {
 
     pub(crate) fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
         self.template_opt(kind).unwrap_or(&NO_TEMPLATE)
+    }
+
+    /// For a Rollout, the object whose pod template it uses (`spec.workloadRef`), if any.
+    pub(crate) fn workload_ref(&self, kind: WorkloadKind) -> Option<&WorkloadRef> {
+        (kind == WorkloadKind::Rollout)
+            .then_some(self.workload_ref.as_ref())
+            .flatten()
     }
 }
 

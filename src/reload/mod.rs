@@ -16,7 +16,7 @@ use crate::domain::alert::{reload_message, upgrade_webhook_payload};
 use crate::domain::entry::ConfigChange;
 use crate::domain::patch::{Roll, account_patch, fresh_job, resume_patch, roll_patch};
 use crate::domain::stamper::Stamper;
-use crate::domain::workload::{WorkloadId, WorkloadKind};
+use crate::domain::workload::{WorkloadId, WorkloadKind, WorkloadNews};
 use crate::metrics::{Metrics, RollResult, SkipReason};
 use crate::state::index::{WorkloadIndex, WorkloadInfo};
 use crate::state::namespaces::NamespaceFilter;
@@ -483,7 +483,7 @@ impl Reloader {
     pub async fn run(
         self,
         mut changes: mpsc::UnboundedReceiver<ConfigChange>,
-        mut new_workloads: mpsc::UnboundedReceiver<WorkloadId>,
+        mut news: mpsc::UnboundedReceiver<WorkloadNews>,
         mut leader: watch::Receiver<bool>,
     ) {
         let mut queue = ReloadQueue::new(
@@ -589,20 +589,33 @@ impl Reloader {
                         }
                     }
                 }
-                Some(id) = new_workloads.recv() => {
-                    // A workload the watch just found (created moments ago, or while a watch
-                    // re-listed): a change it missed before it was indexed rolls it now.
-                    let Some(w) = self.index.get(&id).filter(|w| self.acts_on(w) && self.drifted(w)) else {
-                        continue;
-                    };
-                    if !leading {
-                        // The leader rolls it; if it dies first, this replica will.
-                        witness.found(id, self.baseline(&w).map(str::to_owned));
-                    } else if self.instead_of_rolling.is_none() && !queue.contains(&id) {
-                        tracing::info!(workload = %id, "its config changed before it was indexed; rolling it");
-                        queue.push(id, Reasons::new(), Instant::now());
+                Some(news) = news.recv() => match news {
+                    WorkloadNews::New(id) => {
+                        // A workload the watch just found (created moments ago, or while a watch
+                        // re-listed): a change it missed before it was indexed rolls it now.
+                        let Some(w) = self.index.get(&id).filter(|w| self.acts_on(w) && self.drifted(w)) else {
+                            continue;
+                        };
+                        if !leading {
+                            // The leader rolls it; if it dies first, this replica will.
+                            witness.found(id, self.baseline(&w).map(str::to_owned));
+                        } else if self.instead_of_rolling.is_none() && !queue.contains(&id) {
+                            tracing::info!(workload = %id, "its config changed before it was indexed; rolling it");
+                            queue.push(id, Reasons::new(), Instant::now());
+                        }
                     }
-                }
+                    WorkloadNews::TemplateReplaced(id) => {
+                        // Its controller rolls the new template out by itself: account for the
+                        // new hash. (A follower's takeover plan accounts such drift already.)
+                        if leading
+                            && self.instead_of_rolling.is_none()
+                            && self.index.get(&id).is_some_and(|w| self.acts_on(&w) && self.drifted(&w))
+                        {
+                            tracing::info!(workload = %id, "its referenced pod template consumes other configs now; accounting for the new hash");
+                            queue.push_account(id, Instant::now());
+                        }
+                    }
+                },
                 _ = leader.changed() => {}
                 () = async { match next { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
                     if leading {

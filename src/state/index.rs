@@ -19,7 +19,11 @@ pub struct WorkloadInfo {
     pub uid: String,
     pub api_version: String,
     pub policy: Arc<WorkloadPolicy>,
+    /// The references of its pod template (for a Rollout with `spec.workloadRef`, of the
+    /// referenced Deployment's).
     pub refs: References,
+    /// Where it carries its stamp.
+    pub location: StampLocation,
     /// The stamp it carries now (where [`StampLocation`] says).
     pub stamp: Option<String>,
     /// The hash kreload accounted for after a change it skipped on purpose, when that differs
@@ -35,7 +39,7 @@ pub struct WorkloadInfo {
 
 impl WorkloadInfo {
     pub fn stamp_location(&self) -> StampLocation {
-        StampLocation::of(self.id.kind, &self.policy)
+        self.location
     }
 }
 
@@ -62,6 +66,7 @@ impl WorkloadInfo {
             api_version: "apps/v1".into(),
             policy: Arc::new(crate::domain::policy::parse_workload(&a, None).value),
             refs,
+            location: StampLocation::Template,
             stamp: None,
             accounted: None,
             paused: false,

@@ -1,6 +1,7 @@
 //! Watches the workload kinds into the index, keeping only what the decision needs.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -14,7 +15,8 @@ use tokio::sync::mpsc;
 use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH, PAUSED_AT};
 use crate::domain::policy;
 use crate::domain::workload::{
-    LeanStatus, LeanWorkloadSpec, StampLocation, WorkloadId, WorkloadKind, rolls,
+    LeanStatus, LeanTemplate, LeanWorkloadSpec, StampLocation, WORKLOAD_GENERATION, WorkloadId,
+    WorkloadKind, WorkloadNews, WorkloadRef, rolls,
 };
 use crate::metrics::Metrics;
 use crate::state::index::{WorkloadIndex, WorkloadInfo};
@@ -88,9 +90,21 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         }
     }
 
-    /// What the index keeps, or `None` when the workload is not opted in.
-    pub fn info(&self, auto_reload_all: bool) -> Option<WorkloadInfo> {
-        let template = self.spec.template(K::KIND);
+    /// What the index keeps, or `None` when the workload is not opted in. `referenced`: for a
+    /// Rollout with `spec.workloadRef`, the referenced Deployment's pod template (the one its
+    /// pods are made from), when it could be read.
+    pub fn info(
+        &self,
+        auto_reload_all: bool,
+        referenced: Option<&LeanTemplate>,
+    ) -> Option<WorkloadInfo> {
+        let references_template = self.spec.workload_ref(K::KIND).is_some();
+        let unread = LeanTemplate::default();
+        let template = if references_template {
+            referenced.unwrap_or(&unread)
+        } else {
+            self.spec.template(K::KIND)
+        };
         let empty = policy::Annotations::new();
         let annotations = self.metadata.annotations.as_ref().unwrap_or(&empty);
         let policy = policy::parse_workload(annotations, template.annotations()).value;
@@ -103,7 +117,8 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         if !rolls(K::KIND, &policy, controlled, auto_reload_all) {
             return None;
         }
-        let stamp = match StampLocation::of(K::KIND, &policy) {
+        let location = StampLocation::of(K::KIND, &policy, references_template);
+        let stamp = match location {
             StampLocation::Template => template.stamp().map(str::to_owned),
             StampLocation::Object => annotations.get(CONFIG_HASH).cloned(),
         };
@@ -113,6 +128,7 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
             api_version: format!("{}/{}", K::KIND.group(), K::KIND.version()),
             policy: Arc::new(policy),
             refs: template.spec.references(),
+            location,
             stamp,
             accounted: annotations.get(ACCOUNTED_HASH).cloned(),
             paused: self.spec.paused,
@@ -124,10 +140,72 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
     }
 }
 
+/// What a referenced pod template was read for: the reference, the Rollout's generation, and
+/// the referenced workload's generation as Argo Rollouts' controller noted it on the Rollout.
+type ReadFor = (WorkloadRef, Option<i64>, Option<String>);
+
+/// The pod templates of the Deployments that Rollouts take theirs from (`spec.workloadRef`),
+/// read from the API when a Rollout is first seen, and again only when its reference or spec
+/// changes, or when Argo Rollouts' controller notes a change of the Deployment on it
+/// ([`WORKLOAD_GENERATION`]).
+struct ReferencedTemplates {
+    client: Client,
+    read: HashMap<(String, String), (ReadFor, Option<LeanTemplate>)>,
+}
+
+impl ReferencedTemplates {
+    /// The pod template `w` takes from another object, if it has a `spec.workloadRef` and the
+    /// template could be read.
+    async fn of<K: WorkloadKindMarker>(&mut self, w: &WatchedWorkload<K>) -> Option<LeanTemplate> {
+        let reference = w.spec.workload_ref(K::KIND)?;
+        let id = w.id();
+        let key = (id.namespace.clone(), id.name.clone());
+        let read_for: ReadFor = (
+            reference.clone(),
+            w.metadata.generation,
+            w.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(WORKLOAD_GENERATION))
+                .cloned(),
+        );
+        if let Some((was, template)) = self.read.get(&key)
+            && *was == read_for
+        {
+            return template.clone();
+        }
+        let Some(deployment) = reference.deployment() else {
+            tracing::warn!(workload = %id, reference = %format!("{}/{}", reference.kind, reference.name),
+                "its spec.workloadRef is not an apps Deployment: kreload reads no pod template for it, so only its reload lists can roll it");
+            self.read.insert(key, (read_for, None));
+            return None;
+        };
+        let api: Api<WatchedWorkload<DeploymentKind>> =
+            Api::namespaced(self.client.clone(), &id.namespace);
+        let template = match api.get_opt(deployment).await {
+            Ok(Some(d)) => Some(d.spec.template(WorkloadKind::Deployment).clone()),
+            Ok(None) => {
+                tracing::info!(workload = %id, deployment, "the Deployment its spec.workloadRef names does not exist (yet): no configs consumed");
+                None
+            }
+            Err(error) => {
+                // Not remembered: read again at the Rollout's next event.
+                tracing::warn!(workload = %id, deployment, %error, "cannot read the Deployment its spec.workloadRef names: no configs consumed for now");
+                return None;
+            }
+        };
+        self.read.insert(key, (read_for, template.clone()));
+        template
+    }
+
+    fn forget(&mut self, id: &WorkloadId) {
+        self.read.remove(&(id.namespace.clone(), id.name.clone()));
+    }
+}
+
 /// Keeps the index's view of one workload kind current, forever, in one namespace (`scope`) or
 /// in all. Workloads the index did not have, once the first listing is done, are reported on
-/// `new`: a config may have changed between a workload's creation (stamped then) and its
-/// arrival here, and no change event can find a workload the index does not have yet.
+/// `news`, and so are Rollouts whose referenced pod template now consumes other configs.
 pub async fn run<K: WorkloadKindMarker>(
     client: Client,
     scope: Option<String>,
@@ -135,8 +213,12 @@ pub async fn run<K: WorkloadKindMarker>(
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
-    new: mpsc::UnboundedSender<WorkloadId>,
+    news: mpsc::UnboundedSender<WorkloadNews>,
 ) {
+    let mut referenced = ReferencedTemplates {
+        client: client.clone(),
+        read: HashMap::new(),
+    };
     let api: Api<WatchedWorkload<K>> = match &scope {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
@@ -145,7 +227,6 @@ pub async fn run<K: WorkloadKindMarker>(
     // Every opted-in workload is indexed, whether or not its namespace is watched now: a
     // namespace labelled later (`--namespace-selector`) must find its workloads there. The
     // namespace filter is applied when deciding.
-    let info = |w: &WatchedWorkload<K>| w.info(auto_reload_all);
     let gauge = || metrics.set_index_workloads(index.len());
     let mut relist = Vec::new();
     let mut listed_once = false;
@@ -165,14 +246,15 @@ pub async fn run<K: WorkloadKindMarker>(
             watcher::Event::Init => relist.clear(),
             watcher::Event::InitApply(w) => {
                 metrics.watch_event(K::KIND.as_str());
-                relist.extend(info(&w));
+                let template = referenced.of(&w).await;
+                relist.extend(w.info(auto_reload_all, template.as_ref()));
             }
             watcher::Event::InitDone => {
                 let added =
                     index.replace_kind(K::KIND, scope.as_deref(), std::mem::take(&mut relist));
                 if std::mem::replace(&mut listed_once, true) {
                     for id in added {
-                        let _ = new.send(id);
+                        let _ = news.send(WorkloadNews::New(id));
                     }
                 }
                 sync.mark(&name);
@@ -181,11 +263,16 @@ pub async fn run<K: WorkloadKindMarker>(
             }
             watcher::Event::Apply(w) => {
                 metrics.watch_event(K::KIND.as_str());
-                match info(&w) {
+                let template = referenced.of(&w).await;
+                match w.info(auto_reload_all, template.as_ref()) {
                     Some(i) => {
                         let id = i.id.clone();
+                        let replaced = w.spec.workload_ref(K::KIND).is_some()
+                            && index.get(&id).is_some_and(|old| old.refs != i.refs);
                         if index.upsert(i) && listed_once {
-                            let _ = new.send(id);
+                            let _ = news.send(WorkloadNews::New(id));
+                        } else if replaced && listed_once {
+                            let _ = news.send(WorkloadNews::TemplateReplaced(id));
                         }
                     }
                     None => {
@@ -196,6 +283,7 @@ pub async fn run<K: WorkloadKindMarker>(
             }
             watcher::Event::Delete(w) => {
                 metrics.watch_event(K::KIND.as_str());
+                referenced.forget(&w.id());
                 index.remove(&w.id());
                 gauge();
             }
@@ -216,15 +304,18 @@ mod tests {
                                   "spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "c"}}]}]}}}
         }))
         .unwrap();
-        let info = d.info(false).unwrap();
+        let info = d.info(false, None).unwrap();
         assert_eq!(info.stamp.as_deref(), Some("v1.k.x"));
         assert_eq!(info.refs.len(), 1);
         assert_eq!(info.api_version, "apps/v1");
 
         let plain: WatchedWorkload<DeploymentKind> =
             serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {}})).unwrap();
-        assert!(plain.info(false).is_none());
-        assert!(plain.info(true).is_some(), "--auto-reload-all opts it in");
+        assert!(plain.info(false, None).is_none());
+        assert!(
+            plain.info(true, None).is_some(),
+            "--auto-reload-all opts it in"
+        );
     }
 
     #[test]
@@ -235,19 +326,50 @@ mod tests {
         };
         assert!(
             job(json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"}}))
-                .info(false)
+                .info(false, None)
                 .is_some()
         );
         assert!(
-            job(json!({"name": "j"})).info(true).is_none(),
+            job(json!({"name": "j"})).info(true, None).is_none(),
             "--auto-reload-all does not reach Jobs"
         );
         let from_cron = json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"},
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": "u", "controller": true}]});
         assert!(
-            job(from_cron).info(false).is_none(),
+            job(from_cron).info(false, None).is_none(),
             "a CronJob's Job is not rolled"
         );
+    }
+
+    #[test]
+    fn rollouts_with_a_workload_ref_consume_what_the_referenced_template_does() {
+        let r: WatchedWorkload<RolloutKind> = serde_json::from_value(json!({
+            "metadata": {"name": "r", "namespace": "a", "annotations": {CONFIG_HASH: "v1.k.obj"}},
+            "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}
+        }))
+        .unwrap();
+        let template: LeanTemplate = serde_json::from_value(json!({
+            "metadata": {"annotations": {"reloader.stakater.com/auto": "true", CONFIG_HASH: "v1.k.tpl"}},
+            "spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "c"}}]}]}
+        }))
+        .unwrap();
+        // Opted in by the referenced template's annotations, as Reloader reads the template
+        // it takes from the Deployment; the stamp is the Rollout's own.
+        let info = r.info(false, Some(&template)).unwrap();
+        assert_eq!(info.location, StampLocation::Object);
+        assert_eq!(info.stamp.as_deref(), Some("v1.k.obj"));
+        assert_eq!(info.refs.len(), 1);
+        // Unread (no Deployment yet): it consumes nothing, and nothing opts it in.
+        assert!(r.info(false, None).is_none());
+        let all = r.info(true, None).unwrap();
+        assert!(all.refs.is_empty());
+        assert_eq!(all.location, StampLocation::Object);
+        // A Rollout with its own template ignores any referenced one.
+        let own: WatchedWorkload<RolloutKind> = serde_json::from_value(json!({
+            "metadata": {"name": "o"}, "spec": {"template": {"spec": {}}}
+        }))
+        .unwrap();
+        assert!(own.info(false, Some(&template)).is_none());
     }
 
     #[test]
@@ -258,6 +380,9 @@ mod tests {
             "spec": {"template": {"metadata": {"annotations": {CONFIG_HASH: "v1.k.tpl"}}}}
         }))
         .unwrap();
-        assert_eq!(r.info(false).unwrap().stamp.as_deref(), Some("v1.k.obj"));
+        assert_eq!(
+            r.info(false, None).unwrap().stamp.as_deref(),
+            Some("v1.k.obj")
+        );
     }
 }

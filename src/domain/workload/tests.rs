@@ -161,3 +161,75 @@ fn deployment_configs_are_an_optional_api_with_their_template_at_spec_template()
         None
     );
 }
+
+#[test]
+fn rollouts_with_a_workload_ref_carry_their_stamp_on_the_object() {
+    let rollout = |spec: serde_json::Value| -> LeanWorkload {
+        serde_json::from_value(json!({"metadata": {"name": "r"}, "spec": spec})).unwrap()
+    };
+    let referencing = rollout(
+        json!({"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}),
+    );
+    let r = referencing.workload_ref(WorkloadKind::Rollout).unwrap();
+    assert_eq!(r.deployment(), Some("web"));
+    assert!(referencing.template_opt(WorkloadKind::Rollout).is_none());
+    // Only a Rollout's spec.workloadRef counts.
+    assert_eq!(referencing.workload_ref(WorkloadKind::Deployment), None);
+    for (reference, deployment) in [
+        (
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web"}),
+            None,
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "PodTemplate", "name": "web"}),
+            None,
+        ),
+        (
+            json!({"apiVersion": "example.com/v1", "kind": "Deployment", "name": "web"}),
+            None,
+        ),
+        (json!({"apiVersion": "apps/v1", "kind": "Deployment"}), None),
+        (
+            json!({"apiVersion": "apps/v1beta2", "kind": "Deployment", "name": "d"}),
+            Some("d"),
+        ),
+    ] {
+        let w = rollout(json!({"workloadRef": reference}));
+        assert_eq!(
+            w.workload_ref(WorkloadKind::Rollout).unwrap().deployment(),
+            deployment,
+            "{reference}"
+        );
+    }
+    assert_eq!(
+        rollout(json!({"workloadRef": null})).workload_ref(WorkloadKind::Rollout),
+        None
+    );
+
+    let default = WorkloadPolicy::default();
+    let restart = crate::domain::policy::parse_workload(
+        &[(
+            crate::domain::annotations::ROLLOUT_STRATEGY.to_owned(),
+            "restart".to_owned(),
+        )]
+        .into_iter()
+        .collect(),
+        None,
+    )
+    .value;
+    use StampLocation::{Object, Template};
+    for (kind, policy, references, want) in [
+        (WorkloadKind::Rollout, &default, false, Template),
+        (WorkloadKind::Rollout, &restart, false, Object),
+        (WorkloadKind::Rollout, &default, true, Object),
+        (WorkloadKind::Rollout, &restart, true, Object),
+        (WorkloadKind::Deployment, &restart, false, Template),
+        (WorkloadKind::DeploymentConfig, &default, false, Template),
+    ] {
+        assert_eq!(
+            StampLocation::of(kind, policy, references),
+            want,
+            "{kind} {references}"
+        );
+    }
+}
