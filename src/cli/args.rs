@@ -61,6 +61,10 @@ pub struct CheckArgs {
     /// Manifest files (YAML or JSON, multi-document; `-` for stdin).
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
+
+    /// The annotation names kreload runs with (Reloader's --*-annotation flags).
+    #[command(flatten)]
+    pub annotation_names: AnnotationNameArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -76,6 +80,10 @@ pub struct ClusterArgs {
     /// As kreload's `--auto-reload-all`.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub auto_reload_all: bool,
+
+    /// The annotation names kreload runs with (Reloader's --*-annotation flags).
+    #[command(flatten)]
+    pub annotation_names: AnnotationNameArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -60,7 +60,9 @@ impl WorkloadInfo {
             },
             uid: String::new(),
             api_version: "apps/v1".into(),
-            policy: Arc::new(crate::domain::policy::parse_workload(&a, None).value),
+            policy: Arc::new(
+                crate::domain::policy::parse_workload(&Default::default(), &a, None).value,
+            ),
             refs,
             stamp: None,
             accounted: None,

@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH, PAUSED_AT};
+use crate::domain::annotations::{ACCOUNTED_HASH, AnnotationNames, CONFIG_HASH};
 use crate::domain::policy;
 use crate::domain::workload::{
     LeanStatus, LeanWorkloadSpec, StampLocation, WorkloadId, WorkloadKind, rolls,
@@ -87,12 +87,13 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         }
     }
 
-    /// What the index keeps, or `None` when the workload is not opted in.
-    pub fn info(&self, auto_reload_all: bool) -> Option<WorkloadInfo> {
+    /// What the index keeps (annotations read under `names`), or `None` when the workload is
+    /// not opted in.
+    pub fn info(&self, names: &AnnotationNames, auto_reload_all: bool) -> Option<WorkloadInfo> {
         let template = self.spec.template(K::KIND);
         let empty = policy::Annotations::new();
         let annotations = self.metadata.annotations.as_ref().unwrap_or(&empty);
-        let policy = policy::parse_workload(annotations, template.annotations()).value;
+        let policy = policy::parse_workload(names, annotations, template.annotations()).value;
         let controlled = self
             .metadata
             .owner_references
@@ -118,7 +119,7 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
             rolled_out: self
                 .spec
                 .rolled_out(K::KIND, self.metadata.generation, &self.status),
-            paused_at: annotations.get(PAUSED_AT).cloned(),
+            paused_at: annotations.get(&names.paused_at).cloned(),
         })
     }
 }
@@ -127,10 +128,12 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
 /// in all. Workloads the index did not have, once the first listing is done, are reported on
 /// `new`: a config may have changed between a workload's creation (stamped then) and its
 /// arrival here, and no change event can find a workload the index does not have yet.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<K: WorkloadKindMarker>(
     client: Client,
     scope: Option<String>,
     index: Arc<WorkloadIndex>,
+    names: Arc<AnnotationNames>,
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
@@ -144,7 +147,7 @@ pub async fn run<K: WorkloadKindMarker>(
     // Every opted-in workload is indexed, whether or not its namespace is watched now: a
     // namespace labelled later (`--namespace-selector`) must find its workloads there. The
     // namespace filter is applied when deciding.
-    let info = |w: &WatchedWorkload<K>| w.info(auto_reload_all);
+    let info = |w: &WatchedWorkload<K>| w.info(&names, auto_reload_all);
     let gauge = || metrics.set_index_workloads(index.len());
     let mut relist = Vec::new();
     let mut listed_once = false;
@@ -215,15 +218,18 @@ mod tests {
                                   "spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "c"}}]}]}}}
         }))
         .unwrap();
-        let info = d.info(false).unwrap();
+        let info = d.info(&AnnotationNames::default(), false).unwrap();
         assert_eq!(info.stamp.as_deref(), Some("v1.k.x"));
         assert_eq!(info.refs.len(), 1);
         assert_eq!(info.api_version, "apps/v1");
 
         let plain: WatchedWorkload<DeploymentKind> =
             serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {}})).unwrap();
-        assert!(plain.info(false).is_none());
-        assert!(plain.info(true).is_some(), "--auto-reload-all opts it in");
+        assert!(plain.info(&AnnotationNames::default(), false).is_none());
+        assert!(
+            plain.info(&AnnotationNames::default(), true).is_some(),
+            "--auto-reload-all opts it in"
+        );
     }
 
     #[test]
@@ -234,17 +240,21 @@ mod tests {
         };
         assert!(
             job(json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"}}))
-                .info(false)
+                .info(&AnnotationNames::default(), false)
                 .is_some()
         );
         assert!(
-            job(json!({"name": "j"})).info(true).is_none(),
+            job(json!({"name": "j"}))
+                .info(&AnnotationNames::default(), true)
+                .is_none(),
             "--auto-reload-all does not reach Jobs"
         );
         let from_cron = json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"},
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": "u", "controller": true}]});
         assert!(
-            job(from_cron).info(false).is_none(),
+            job(from_cron)
+                .info(&AnnotationNames::default(), false)
+                .is_none(),
             "a CronJob's Job is not rolled"
         );
     }
@@ -257,6 +267,12 @@ mod tests {
             "spec": {"template": {"metadata": {"annotations": {CONFIG_HASH: "v1.k.tpl"}}}}
         }))
         .unwrap();
-        assert_eq!(r.info(false).unwrap().stamp.as_deref(), Some("v1.k.obj"));
+        assert_eq!(
+            r.info(&AnnotationNames::default(), false)
+                .unwrap()
+                .stamp
+                .as_deref(),
+            Some("v1.k.obj")
+        );
     }
 }
