@@ -1,37 +1,47 @@
 //! Admission load benchmark: the real server stack (rustls, hyper, axum routes with their
 //! limits, the admission functions over a filled digest store) in this process, driven over
-//! keep-alive HTTPS connections by a closed-loop generator in the same process.
+//! keep-alive HTTPS connections by a closed-loop load generator in ANOTHER process (this
+//! benchmark's own binary, started again as the generator: `admission_load/generator.rs`), so
+//! the generator's threads and wake-ups are not the server runtime's.
 //!
 //! `cargo bench --bench admission_load` (see BENCHMARKS.md). For every concurrency level it runs
 //! a Pod CREATE, a Deployment UPDATE and a 1:1 mix of both against `/mutate`, and the same bodies
-//! against `/noop` (same TLS, HTTP and limit layers, a handler that does nothing): the ceiling
-//! of this machine and stack. The last line is the summary for the mix at c=32.
+//! over the same number of connections against `/noop` (same TLS, HTTP and limit layers, a
+//! handler that does nothing): the ceiling of this machine and stack. The last line is the
+//! summary for the mix at c=32.
 //!
 //! Environment: KRELOAD_BENCH_SECS (measured seconds per run, default 4),
 //! KRELOAD_BENCH_LEVELS (comma list, default 1,8,32,128), KRELOAD_BENCH_WORKLOADS (comma list of
-//! workload names, default all) and KRELOAD_BENCH_PATHS (`/mutate`, `/noop` or both, the
-//! default): for profiling one run; KRELOAD_BENCH_GENERATOR_THREADS (default: one per core).
+//! workload names, default all), KRELOAD_BENCH_PATHS (`/mutate`, `/noop` or both, the default)
+//! and KRELOAD_BENCH_ROUNDS (default 1; more interleave /mutate and /noop runs and report the
+//! median of each): for profiling one run; KRELOAD_BENCH_GENERATOR_THREADS (default: one per
+//! core); KRELOAD_BENCH_GENERATOR=wrk drives the same runs with `wrk` (if installed, e.g. Debian's
+//! package) instead of the benchmark's own generator, as a cross-check of the generator.
 
 mod fixtures;
+#[path = "admission_load/generator.rs"]
+mod generator;
 
-use std::net::SocketAddr;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use kreload::admission::server::{Limits, admission_router, serve_tls};
 use kreload::admission::tls::{CertResolver, GeneratedCerts, server_config};
+use kreload::cli::allocator::{ALLOCATOR, Allocator};
 use kreload::metrics::Metrics;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+
+/// The server runs on the allocator `kreload run` runs on.
+#[global_allocator]
+static GLOBAL: Allocator = ALLOCATOR;
 
 const WARMUP: Duration = Duration::from_millis(500);
+/// The environment variable that makes this binary the load generator.
+const ROLE: &str = "KRELOAD_BENCH_ROLE";
 
-/// Resident and peak memory of this process, in MiB (server and generator together).
+/// Resident and peak memory of this process (the server and its store), in MiB.
 fn memory_mb() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
@@ -45,195 +55,184 @@ fn memory_mb() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// CPU time (ns) used so far by this process's threads, split into (server, generator) by
-/// thread name. From /proc/self/task/*/schedstat: exact, unlike the tick-based utime.
-fn cpu_ns() -> (u64, u64) {
-    let (mut server, mut generator) = (0, 0);
+/// Context switches (voluntary and not) of the server's threads so far.
+fn server_context_switches() -> u64 {
+    let mut total = 0;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
         .flatten()
     {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let ns: u64 = std::fs::read_to_string(task.path().join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        if comm.starts_with("kreload-server") {
-            server += ns;
-        } else if comm.starts_with("load-generator") {
-            generator += ns;
+        if !comm.starts_with("kreload-server") {
+            continue;
         }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
     }
-    (server, generator)
-}
-
-fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-async fn connect(addr: SocketAddr, tls: TlsConnector) -> SendRequest<Full<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.set_nodelay(true).unwrap();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let stream = tls.connect(name, tcp).await.expect("TLS handshake");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-}
-
-struct WorkerResult {
-    latencies_ns: Vec<u64>,
-    errors: u64,
-    reconnects: u64,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn worker(
-    mut sender: SendRequest<Full<Bytes>>,
-    addr: SocketAddr,
-    tls: TlsConnector,
-    path: &'static str,
-    bodies: Arc<Vec<Bytes>>,
-    first: usize,
-    measure_from: Instant,
-    until: Instant,
-) -> WorkerResult {
-    let mut out = WorkerResult {
-        latencies_ns: Vec::with_capacity(64 * 1024),
-        errors: 0,
-        reconnects: 0,
-    };
-    let mut i = first;
-    loop {
-        let started = Instant::now();
-        if started >= until {
-            break;
-        }
-        let body = bodies[i % bodies.len()].clone();
-        i += 1;
-        let request = hyper::Request::post(path)
-            .header(hyper::header::HOST, "127.0.0.1")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .unwrap();
-        let ok = async {
-            sender.ready().await.ok()?;
-            let response = sender.send_request(request).await.ok()?;
-            let status = response.status();
-            let body = response.into_body().collect().await.ok()?.to_bytes();
-            (status == 200 && (path == "/noop" || body.starts_with(b"{"))).then_some(())
-        }
-        .await;
-        let took = started.elapsed();
-        match ok {
-            Some(()) if started >= measure_from => out.latencies_ns.push(took.as_nanos() as u64),
-            Some(()) => {}
-            None => {
-                out.errors += 1;
-                if sender.is_closed() {
-                    out.reconnects += 1;
-                    sender = connect(addr, tls.clone()).await;
-                }
-            }
-        }
-    }
-    out
+    total
 }
 
 struct RunResult {
-    requests: usize,
+    requests: u64,
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
     p999_ms: f64,
     errors: u64,
-    reconnects: u64,
-    /// CPU microseconds per request in the measured window: server threads, generator threads.
+    /// CPU microseconds per request in the measured window: the server's threads, the
+    /// generator process's threads.
     server_us: f64,
     generator_us: f64,
+    /// The server threads' context switches per request.
+    server_cs: f64,
 }
 
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1] as f64 / 1e6
+/// Which load generator drives the runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GeneratorKind {
+    Own,
+    Wrk,
 }
 
-async fn run(
-    addr: SocketAddr,
-    tls: TlsConnector,
-    path: &'static str,
-    bodies: Arc<Vec<Bytes>>,
-    concurrency: usize,
-    measure: Duration,
-) -> RunResult {
-    // Every connection (and its TLS handshake) is made before the clock starts.
-    let senders =
-        futures::future::join_all((0..concurrency).map(|_| connect(addr, tls.clone()))).await;
-    let measure_from = Instant::now() + WARMUP;
-    let until = measure_from + measure;
-    let cpu_at = tokio::spawn(async move {
-        tokio::time::sleep_until(measure_from.into()).await;
-        let start = cpu_ns();
-        tokio::time::sleep_until(until.into()).await;
-        let end = cpu_ns();
-        (end.0 - start.0, end.1 - start.1)
-    });
-    let handles: Vec<_> = senders
-        .into_iter()
-        .enumerate()
-        .map(|(n, sender)| {
-            tokio::spawn(worker(
-                sender,
-                addr,
-                tls.clone(),
-                path,
-                bodies.clone(),
-                n,
-                measure_from,
-                until,
-            ))
-        })
-        .collect();
-    let mut all = Vec::new();
-    let (mut errors, mut reconnects) = (0, 0);
-    for h in handles {
-        let r = h.await.unwrap();
-        all.extend(r.latencies_ns);
-        errors += r.errors;
-        reconnects += r.reconnects;
-    }
-    all.sort_unstable();
-    let (server_ns, generator_ns) = cpu_at.await.unwrap();
-    let per_request = |ns: u64| ns as f64 / 1e3 / all.len().max(1) as f64;
+/// wrk's script: the bodies from the files named after `--`, in turn (the same rotation as the
+/// own generator's), each request formatted once per thread.
+const WRK_SCRIPT: &str = r#"
+local requests = {}
+local n = 0
+function init(args)
+  for _, file in ipairs(args) do
+    local f = assert(io.open(file, "rb"))
+    local body = f:read("*a")
+    f:close()
+    table.insert(requests, wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body))
+  end
+end
+function request()
+  n = n + 1
+  return requests[(n % #requests) + 1]
+end
+"#;
+
+/// A duration as wrk prints it (`812.00us`, `1.23ms`, `2.01s`), in ms.
+fn wrk_ms(text: &str) -> Option<f64> {
+    let (number, factor) = if let Some(v) = text.strip_suffix("us") {
+        (v, 1e-3)
+    } else if let Some(v) = text.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = text.strip_suffix('s') {
+        (v, 1e3)
+    } else {
+        return None;
+    };
+    Some(number.parse::<f64>().ok()? * factor)
+}
+
+/// One run driven by wrk: same connections, threads, bodies and measured time (wrk has no
+/// warm-up, so its window includes the first requests of every connection).
+fn run_wrk(job: &generator::Job, script: &Path) -> RunResult {
+    let cpu0 = generator::threads_cpu_ns("kreload-server");
+    let cs0 = server_context_switches();
+    let mut cmd = Command::new("wrk");
+    cmd.arg(format!("-t{}", job.threads.min(job.connections)))
+        .arg(format!("-c{}", job.connections))
+        .arg(format!("-d{}s", job.measure.as_secs().max(1)))
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .arg(format!("https://{}{}", job.addr, job.path))
+        .arg("--")
+        .args(&job.body_files);
+    let out = cmd
+        .output()
+        .expect("run wrk (KRELOAD_BENCH_GENERATOR=wrk needs it installed)");
+    let cpu1 = generator::threads_cpu_ns("kreload-server");
+    let cs1 = server_context_switches();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk failed: {text}");
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let requests: u64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let errors: u64 = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        + field("Socket errors:").map_or(0, |v| {
+            v.split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        });
+    let secs = job.measure.as_secs().max(1) as f64;
+    let per_request = |n: u64| n as f64 / requests.max(1) as f64;
     RunResult {
-        server_us: per_request(server_ns),
-        generator_us: per_request(generator_ns),
-        requests: all.len(),
-        rps: all.len() as f64 / measure.as_secs_f64(),
-        p50_ms: percentile(&all, 0.50),
-        p99_ms: percentile(&all, 0.99),
-        p999_ms: percentile(&all, 0.999),
+        requests,
+        rps: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(requests as f64 / secs),
+        p50_ms: field("50%").and_then(wrk_ms).unwrap_or(f64::NAN),
+        p99_ms: field("99%").and_then(wrk_ms).unwrap_or(f64::NAN),
+        p999_ms: f64::NAN,
         errors,
-        reconnects,
+        server_us: per_request(cpu1 - cpu0) / 1e3,
+        generator_us: f64::NAN,
+        server_cs: per_request(cs1 - cs0),
+    }
+}
+
+/// One run: a generator process with `job`, the server's CPU and context switches sampled when
+/// the generator says its measured window starts and ends.
+fn run(job: &generator::Job) -> RunResult {
+    let mut child = Command::new(std::env::current_exe().expect("this benchmark's binary"))
+        .env(ROLE, "generator")
+        .args(job.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the load generator");
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut cpu, mut cs) = ((0, 0), (0, 0));
+    let mut report = None;
+    for line in stdout.lines() {
+        let line = line.expect("the generator's output");
+        match line.as_str() {
+            "ready" => {}
+            "measuring" => {
+                cpu.0 = generator::threads_cpu_ns("kreload-server");
+                cs.0 = server_context_switches();
+            }
+            "done" => {
+                cpu.1 = generator::threads_cpu_ns("kreload-server");
+                cs.1 = server_context_switches();
+            }
+            other => report = generator::Report::parse(other).or(report),
+        }
+    }
+    let status = child.wait().expect("wait for the load generator");
+    assert!(status.success(), "the load generator failed: {status}");
+    let r = report.expect("the load generator reported no result");
+    let per_request = |n: u64| n as f64 / r.requests.max(1) as f64;
+    RunResult {
+        requests: r.requests,
+        rps: r.requests as f64 / job.measure.as_secs_f64(),
+        p50_ms: r.p50_ns as f64 / 1e6,
+        p99_ms: r.p99_ns as f64 / 1e6,
+        p999_ms: r.p999_ns as f64 / 1e6,
+        errors: r.errors + r.reconnects,
+        server_us: per_request(cpu.1 - cpu.0) / 1e3,
+        generator_us: per_request(r.cpu_ns) / 1e3,
+        server_cs: per_request(cs.1 - cs.0),
     }
 }
 
@@ -244,9 +243,27 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write a generator input file");
+    path.to_string_lossy().into_owned()
+}
+
+fn median_by(mut runs: Vec<RunResult>, key: impl Fn(&RunResult) -> f64) -> RunResult {
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
 fn main() {
-    // `cargo bench` passes `--bench` (and any filter); this harness takes no arguments.
+    if std::env::var(ROLE).as_deref() == Ok("generator") {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        return generator::main(&args);
+    }
+    kreload::cli::allocator::configure();
+    // `cargo bench` passes `--bench` (and any filter); the harness itself takes no arguments.
     let measure = Duration::from_secs_f64(env_or("KRELOAD_BENCH_SECS", 4.0));
+    let rounds: usize = env_or("KRELOAD_BENCH_ROUNDS", 1).max(1);
     let levels: Vec<usize> = std::env::var("KRELOAD_BENCH_LEVELS")
         .unwrap_or_else(|_| "1,8,32,128".into())
         .split(',')
@@ -257,13 +274,8 @@ fn main() {
     let store = fixtures::filled_store();
     let (rss_store, _) = memory_mb();
     let admission = Arc::new(fixtures::admission(store.clone()));
-    let pod = Bytes::from(fixtures::pod_review());
-    let deploy = Bytes::from(fixtures::deployment_update_review(&admission));
-    let workloads: [(&str, Arc<Vec<Bytes>>); 3] = [
-        ("pod-create", Arc::new(vec![pod.clone()])),
-        ("deploy-update", Arc::new(vec![deploy.clone()])),
-        ("mix-1:1", Arc::new(vec![pod.clone(), deploy.clone()])),
-    ];
+    let pod = fixtures::pod_review();
+    let deploy = fixtures::deployment_update_review(&admission);
 
     let certs = GeneratedCerts::generate(
         &["127.0.0.1".into(), "localhost".into()],
@@ -271,10 +283,22 @@ fn main() {
     )
     .unwrap();
     let resolver = CertResolver::new(certs.certified_key().unwrap());
-    let tls = TlsConnector::from(client_config(&certs.ca_pem));
 
-    // The server gets a runtime of its own, sized as `kreload run` sizes it (one worker per
-    // core); the generator gets another. Both share the machine's cores.
+    // The generator's inputs: the CA and the bodies, as files it reads once.
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("kreload-admission-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = write_file(&dir, "ca.pem", certs.ca_pem.as_bytes());
+    let pod_file = write_file(&dir, "pod-create.json", &pod);
+    let deploy_file = write_file(&dir, "deploy-update.json", &deploy);
+    let workloads: [(&str, Vec<String>); 3] = [
+        ("pod-create", vec![pod_file.clone()]),
+        ("deploy-update", vec![deploy_file.clone()]),
+        ("mix-1:1", vec![pod_file, deploy_file]),
+    ];
+
+    // The server gets a runtime sized as `kreload run` sizes it (one worker per core); the
+    // generator process runs on the same cores.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
@@ -283,12 +307,12 @@ fn main() {
         .build()
         .unwrap();
     let generator_threads = env_or("KRELOAD_BENCH_GENERATOR_THREADS", cores);
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(generator_threads)
-        .thread_name("load-generator")
-        .enable_all()
-        .build()
-        .unwrap();
+    let generator_kind = match std::env::var("KRELOAD_BENCH_GENERATOR").as_deref() {
+        Ok("wrk") => GeneratorKind::Wrk,
+        _ => GeneratorKind::Own,
+    };
+    let wrk_script = dir.join("bodies.lua");
+    std::fs::write(&wrk_script, WRK_SCRIPT).unwrap();
     let limits = Limits::default();
     let metrics = Arc::new(Metrics::default());
     let router = admission_router(admission.clone(), metrics.clone(), &limits);
@@ -308,7 +332,12 @@ fn main() {
     ));
 
     println!(
-        "admission load: server on https://{addr}, {cores} cores ({cores} server threads, {generator_threads} generator threads), {}s per run after {}ms warm-up, HTTP/1.1 keep-alive, one connection per concurrent client",
+        "admission load: server on https://{addr} ({cores} server threads), load generator in another process ({}, {generator_threads} threads), {cores} cores, {}s per run after {}ms warm-up, HTTP/1.1 keep-alive, one connection per concurrent client, {rounds} round(s)",
+        if generator_kind == GeneratorKind::Wrk {
+            "wrk"
+        } else {
+            "the benchmark's own"
+        },
         measure.as_secs_f64(),
         WARMUP.as_millis()
     );
@@ -320,9 +349,11 @@ fn main() {
         store.len(kreload::domain::config::ConfigKind::ConfigMap),
         store.len(kreload::domain::config::ConfigKind::Secret),
     );
-    println!("process RSS: {rss_start:.1} MiB at start, {rss_store:.1} MiB with the store filled");
     println!(
-        "{:<14} {:>5} {:<8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>7} {:>8}",
+        "server process RSS: {rss_start:.1} MiB at start, {rss_store:.1} MiB with the store filled"
+    );
+    println!(
+        "{:<14} {:>5} {:<8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10} {:>10} {:>7}",
         "workload",
         "c",
         "path",
@@ -332,30 +363,53 @@ fn main() {
         "p99_ms",
         "p99.9_ms",
         "errors",
-        "rss_mb"
+        "rss_mb",
+        "srv_cpu_us",
+        "gen_cpu_us",
+        "srv_cs"
     );
     let only: Option<Vec<String>> = std::env::var("KRELOAD_BENCH_WORKLOADS")
         .ok()
         .map(|v| v.split(',').map(str::to_owned).collect());
-    let paths: Option<Vec<String>> = std::env::var("KRELOAD_BENCH_PATHS")
-        .ok()
-        .map(|v| v.split(',').map(str::to_owned).collect());
+    let paths: Vec<&str> = match std::env::var("KRELOAD_BENCH_PATHS") {
+        Ok(v) => ["/mutate", "/noop"]
+            .into_iter()
+            .filter(|p| v.split(',').any(|x| x == *p))
+            .collect(),
+        Err(_) => vec!["/mutate", "/noop"],
+    };
     let mut summary = None;
     for &c in &levels {
         for (name, bodies) in &workloads {
             if only.as_ref().is_some_and(|o| !o.iter().any(|w| w == name)) {
                 continue;
             }
-            let mut pair = Vec::new();
-            for path in ["/mutate", "/noop"] {
-                if paths.as_ref().is_some_and(|p| !p.iter().any(|x| x == path)) {
-                    continue;
+            // Rounds interleave the paths (A/B/A/B...), so drift on a shared machine hits both.
+            let mut by_path: Vec<Vec<RunResult>> = paths.iter().map(|_| Vec::new()).collect();
+            for _ in 0..rounds {
+                for (i, path) in paths.iter().enumerate() {
+                    let job = generator::Job {
+                        addr,
+                        ca_file: ca_file.clone(),
+                        path: path.to_string(),
+                        body_files: bodies.clone(),
+                        connections: c,
+                        threads: generator_threads,
+                        warmup: WARMUP,
+                        measure,
+                    };
+                    by_path[i].push(match generator_kind {
+                        GeneratorKind::Own => run(&job),
+                        GeneratorKind::Wrk => run_wrk(&job, &wrk_script),
+                    });
                 }
-                let r =
-                    client_rt.block_on(run(addr, tls.clone(), path, bodies.clone(), c, measure));
+            }
+            let mut pair = Vec::new();
+            for (path, runs) in paths.iter().zip(by_path) {
+                let r = median_by(runs, |r| r.rps);
                 let (rss, _) = memory_mb();
                 println!(
-                    "{:<14} {:>5} {:<8} {:>9} {:>9.0} {:>8.3} {:>8.3} {:>9.3} {:>7} {:>8.1} {:>10.1} {:>10.1}",
+                    "{:<14} {:>5} {:<8} {:>9} {:>9.0} {:>8.3} {:>8.3} {:>9.3} {:>7} {:>8.1} {:>10.1} {:>10.1} {:>7.2}",
                     name,
                     c,
                     path,
@@ -364,30 +418,32 @@ fn main() {
                     r.p50_ms,
                     r.p99_ms,
                     r.p999_ms,
-                    r.errors + r.reconnects,
+                    r.errors,
                     rss,
                     r.server_us,
-                    r.generator_us
+                    r.generator_us,
+                    r.server_cs
                 );
                 pair.push(r);
             }
             if *name == "mix-1:1" && c == 32 && pair.len() == 2 {
-                summary = Some((pair[0].rps, pair[0].p99_ms, pair[1].rps));
+                summary = Some((pair[0].rps, pair[0].p99_ms, pair[1].rps, pair[1].p99_ms));
             }
         }
     }
     let (rss, hwm) = memory_mb();
-    println!(
-        "process RSS at the end: {rss:.1} MiB (peak {hwm:.1} MiB; server and generator together)"
-    );
+    println!("server process RSS at the end: {rss:.1} MiB (peak {hwm:.1} MiB)");
     let _ = stop.send(());
     let _ =
         server_rt.block_on(async { tokio::time::timeout(Duration::from_secs(25), server).await });
+    let _ = std::fs::remove_dir_all(&dir);
     match summary {
-        Some((rps, p99, noop)) => println!(
-            "admission c=32 rps={rps:.0} p99_ms={p99:.3} noop_rps={noop:.0} ratio={:.2}",
+        Some((rps, p99, noop, noop_p99)) => println!(
+            "admission c=32 rps={rps:.0} p99_ms={p99:.3} noop_rps={noop:.0} noop_p99_ms={noop_p99:.3} ratio={:.2}",
             rps / noop
         ),
-        None => println!("admission: no c=32 level was run (KRELOAD_BENCH_LEVELS)"),
+        None => println!(
+            "admission: no c=32 mix run for both paths (KRELOAD_BENCH_LEVELS, _WORKLOADS, _PATHS)"
+        ),
     }
 }

@@ -12,15 +12,21 @@
 //!   stamp on the template, over distinct workloads (one affected workload per change);
 //! - API requests per change, by verb and resource (deltas of the API server's
 //!   `apiserver_request_total` over a batch of changes, nothing else writing meanwhile);
-//! - the webhook's added latency to pod creation (server-side dry-run creates with the mutating
-//!   webhook registered and deleted, interleaved).
+//! - the latency the mutating webhook adds to pod creation (server-side dry-run creates), against
+//!   the latency a no-op webhook on the same TLS stack adds (`scale/noop_webhook.rs`, a process of
+//!   its own), with kreload's, the no-op's and no webhook registered in interleaved rounds; for a
+//!   pod without a stamp (patched) and for one made from a stamped template (not patched).
 //!
 //! Environment (all optional): KRELOAD_SCALE_CONFIGS (10000), KRELOAD_SCALE_WORKLOADS (1000),
 //! KRELOAD_SCALE_NAMESPACES (10), KRELOAD_SCALE_MB (200), KRELOAD_SCALE_UPDATES (200),
-//! KRELOAD_SCALE_PODS (200 per condition), KRELOAD_SCALE_REPLICAS (0),
-//! KRELOAD_SCALE_TIMEOUT_S (2400: the whole run, set-up included).
+//! KRELOAD_SCALE_PODS (200 per webhook and pod), KRELOAD_SCALE_REPLICAS (0),
+//! KRELOAD_SCALE_TIMEOUT_S (2400: the whole run, set-up included), KRELOAD_SCALE_COMPARE (a comma
+//! list of kreload binaries to start in turn before phase A, each reporting its ready time and
+//! RSS: for comparing builds, e.g. allocators, A/B/A on the same data).
 
 mod fixtures;
+#[path = "scale/noop_webhook.rs"]
+mod noop_webhook;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
@@ -44,6 +50,8 @@ use fixtures::Rng;
 use kreload::domain::annotations::CONFIG_HASH;
 
 const LABEL: &str = "kreload-bench";
+/// The environment variable that makes this binary the no-op webhook (see `scale/noop_webhook.rs`).
+const ROLE: &str = "KRELOAD_SCALE_ROLE";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -654,9 +662,23 @@ fn free_port() -> u16 {
 
 impl Kreload {
     fn start(kubeconfig: &Path, extra: &[&str], log: PathBuf) -> anyhow::Result<Kreload> {
+        Kreload::start_binary(
+            Path::new(env!("CARGO_BIN_EXE_kreload")),
+            kubeconfig,
+            extra,
+            log,
+        )
+    }
+
+    fn start_binary(
+        binary: &Path,
+        kubeconfig: &Path,
+        extra: &[&str],
+        log: PathBuf,
+    ) -> anyhow::Result<Kreload> {
         let port = free_port();
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kreload"))
+        let mut child = Command::new(binary)
             .args(["run", "--local", "--exit-on-stdin-close", "--health-listen"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--kubeconfig")
@@ -856,26 +878,31 @@ fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
         + 0.0
 }
 
-/// (sum in seconds, count) of the mutating webhook's latency as the API server sees it (call,
-/// TLS and network included) and as kreload's handler sees it.
-async fn webhook_timings(client: &Client, kreload_health: &str) -> anyhow::Result<[(f64, f64); 2]> {
+/// (sum in seconds, count) pairs: [0] kreload's mutating webhook as the API server times it
+/// (call, TLS and network included), [1] kreload's handler as it times itself, [2] the no-op
+/// webhook as the API server times it, [3] and [4] kreload's mutating answers with a patch and
+/// without one.
+async fn webhook_timings(client: &Client, kreload_health: &str) -> anyhow::Result<[(f64, f64); 5]> {
     let text = client
         .request_text(axum::http::Request::get("/metrics").body(Vec::new())?)
         .await?;
-    let name = "name=\"mutate.kreload.dev\"";
-    let api = (
-        metric_sum(
-            &text,
-            "apiserver_admission_webhook_admission_duration_seconds_sum",
-            &[name],
-        ),
-        metric_sum(
-            &text,
-            "apiserver_admission_webhook_admission_duration_seconds_count",
-            &[name],
-        ),
-    );
-    let text = reqwest::Client::builder()
+    let api = |name: &str| {
+        let label = format!("name=\"{name}\"");
+        (
+            metric_sum(
+                &text,
+                "apiserver_admission_webhook_admission_duration_seconds_sum",
+                &[&label],
+            ),
+            metric_sum(
+                &text,
+                "apiserver_admission_webhook_admission_duration_seconds_count",
+                &[&label],
+            ),
+        )
+    };
+    let (kreload_api, noop_api) = (api("mutate.kreload.dev"), api("noop.kreload.dev"));
+    let own = reqwest::Client::builder()
         .no_proxy()
         .build()?
         .get(format!("{kreload_health}/metrics"))
@@ -883,12 +910,19 @@ async fn webhook_timings(client: &Client, kreload_health: &str) -> anyhow::Resul
         .await?
         .text()
         .await?;
-    let own = ["webhook=\"mutate\""];
-    let handler = (
-        metric_sum(&text, "kreload_admission_requests_seconds_sum", &own),
-        metric_sum(&text, "kreload_admission_requests_seconds_count", &own),
-    );
-    Ok([api, handler])
+    let handler = |labels: &[&str]| {
+        (
+            metric_sum(&own, "kreload_admission_requests_seconds_sum", labels),
+            metric_sum(&own, "kreload_admission_requests_seconds_count", labels),
+        )
+    };
+    Ok([
+        kreload_api,
+        handler(&["webhook=\"mutate\""]),
+        noop_api,
+        handler(&["webhook=\"mutate\"", "result=\"patched\""]),
+        handler(&["webhook=\"mutate\"", "result=\"allowed\""]),
+    ])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -944,68 +978,259 @@ async fn reload_latencies(
     Latencies { ms, missed }
 }
 
-fn bench_pod(plan: &Plan) -> Pod {
-    let w = &plan.workloads[0];
+/// A pod made from `w`'s template, as a controller would create it; with `stamp`, as the
+/// ReplicaSet controller creates a pod of an opted-in Deployment whose template carries that
+/// stamp (owner reference, `pod-template-hash`, the template's annotations).
+fn bench_pod(plan: &Plan, w: &WorkloadPlan, stamp: Option<&str>) -> Pod {
     let d = deployment(plan, w, 0).unwrap();
     let template = d.spec.unwrap().template;
+    let mut labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+    let mut metadata = ObjectMeta {
+        generate_name: Some("bench-pod-".into()),
+        namespace: Some(w.namespace.clone()),
+        ..Default::default()
+    };
+    if let Some(stamp) = stamp {
+        const HASH: &str = "5d8f7b9c6";
+        labels.insert("pod-template-hash".into(), HASH.into());
+        metadata.annotations = Some([(CONFIG_HASH.to_string(), stamp.to_string())].into());
+        metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: format!("{}-{HASH}", w.name),
+                uid: "6f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+    }
+    metadata.labels = Some(labels);
     Pod {
-        metadata: ObjectMeta {
-            generate_name: Some("bench-pod-".into()),
-            namespace: Some(w.namespace.clone()),
-            labels: template.metadata.and_then(|m| m.labels),
-            ..Default::default()
-        },
+        metadata,
         spec: template.spec,
         ..Default::default()
     }
 }
 
-/// Dry-run pod creations: (stamped by the webhook?, milliseconds each).
-async fn create_pods(api: &Api<Pod>, pod: &Pod, n: usize) -> anyhow::Result<(bool, Vec<f64>)> {
+/// One dry-run pod creation: milliseconds, and the stamp the created pod carries.
+async fn create_pod(api: &Api<Pod>, pod: &Pod) -> anyhow::Result<(f64, Option<String>)> {
     let pp = PostParams {
         dry_run: true,
         ..Default::default()
     };
-    let mut ms = Vec::with_capacity(n);
-    let mut stamped = false;
-    for _ in 0..n {
-        let t = Instant::now();
-        let created = api.create(&pp, pod).await?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-        stamped = created
-            .metadata
-            .annotations
-            .is_some_and(|a| a.contains_key(CONFIG_HASH));
-    }
-    Ok((stamped, ms))
+    let t = Instant::now();
+    let created = api.create(&pp, pod).await?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let stamp = created
+        .metadata
+        .annotations
+        .and_then(|mut a| a.remove(CONFIG_HASH));
+    Ok((ms, stamp))
 }
 
-/// Waits until the API server applies (or no longer applies) the mutating webhook.
-async fn await_webhook(api: &Api<Pod>, pod: &Pod, registered: bool) -> anyhow::Result<()> {
+/// Which mutating webhook the API server calls on pod creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Hook {
+    Kreload,
+    Noop,
+    Neither,
+}
+
+impl Hook {
+    const ALL: [Hook; 3] = [Hook::Kreload, Hook::Noop, Hook::Neither];
+}
+
+/// The no-op webhook's process (see `scale/noop_webhook.rs`); stops when dropped.
+struct NoopWebhook {
+    child: Child,
+    url: String,
+    ca_pem: String,
+    http: reqwest::Client,
+}
+
+impl NoopWebhook {
+    fn start() -> anyhow::Result<NoopWebhook> {
+        use base64::Engine;
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(ROLE, "noop-webhook")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start the no-op webhook")?;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = |prefix: &str| -> anyhow::Result<String> {
+            let line = lines.next().context("the no-op webhook exited")??;
+            line.strip_prefix(prefix)
+                .map(str::to_owned)
+                .with_context(|| format!("the no-op webhook said {line:?}"))
+        };
+        let port = next("port ")?;
+        let ca_pem =
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(next("ca ")?)?)?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes())?)
+            .build()?;
+        Ok(NoopWebhook {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            ca_pem,
+            http,
+        })
+    }
+
+    /// Reviews answered so far.
+    async fn served(&self) -> anyhow::Result<u64> {
+        let text = self
+            .http
+            .get(format!("{}/count", self.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(text.trim().parse()?)
+    }
+
+    /// kreload's mutating webhook configuration, renamed and pointed at the no-op: the same
+    /// rules, selectors, failure policy and timeout.
+    fn configuration(
+        &self,
+        kreload: &MutatingWebhookConfiguration,
+    ) -> MutatingWebhookConfiguration {
+        use k8s_openapi::api::admissionregistration::v1::WebhookClientConfig;
+        let mut c = kreload.clone();
+        c.metadata = ObjectMeta {
+            name: Some(NOOP_WEBHOOK_CONFIG.into()),
+            ..Default::default()
+        };
+        for w in c.webhooks.iter_mut().flatten() {
+            w.name = "noop.kreload.dev".into();
+            w.client_config = WebhookClientConfig {
+                url: Some(format!("{}/admit", self.url)),
+                ca_bundle: Some(ByteString(self.ca_pem.clone().into_bytes())),
+                service: None,
+            };
+        }
+        c
+    }
+}
+
+impl Drop for NoopWebhook {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const NOOP_WEBHOOK_CONFIG: &str = "kreload-bench-noop";
+
+/// Registers exactly the webhook `hook` names (kreload's, the no-op's or neither) and waits until
+/// the API server calls exactly that one: kreload's stamps the probe pod, the no-op's counts it.
+async fn use_hook(
+    configs: &Api<MutatingWebhookConfiguration>,
+    kreload_config: &MutatingWebhookConfiguration,
+    noop: &NoopWebhook,
+    pods: &Api<Pod>,
+    probe: &Pod,
+    hook: Hook,
+) -> anyhow::Result<()> {
+    let present: Vec<String> = configs
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    let has = |name: &str| present.iter().any(|n| n == name);
+    for (name, wanted, config) in [
+        ("kreload", hook == Hook::Kreload, kreload_config.clone()),
+        (
+            NOOP_WEBHOOK_CONFIG,
+            hook == Hook::Noop,
+            noop.configuration(kreload_config),
+        ),
+    ] {
+        if wanted && !has(name) {
+            configs.create(&PostParams::default(), &config).await?;
+        } else if !wanted && has(name) {
+            configs.delete(name, &DeleteParams::default()).await?;
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (stamped, _) = create_pods(api, pod, 1).await?;
-        if stamped == registered {
+        let before = noop.served().await?;
+        let (_, stamp) = create_pod(pods, probe).await?;
+        let noop_called = noop.served().await? > before;
+        if stamp.is_some() == (hook == Hook::Kreload) && noop_called == (hook == Hook::Noop) {
             return Ok(());
         }
         ensure!(
             Instant::now() < deadline,
-            "the API server did not {} the webhook within 60s",
-            if registered { "call" } else { "stop calling" }
+            "the API server did not switch to {hook:?} within 60s"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Median added latency of pod creation with the mutating webhook registered, from interleaved
-/// rounds with and without it. Leaves the webhook registered.
+/// Pod creation times (ms, sorted) by webhook and pod: `plain` has no stamp (kreload answers with
+/// a patch), `stamped` is a pod of an opted-in Deployment made from its stamped template
+/// (kreload answers without one).
+struct PodTimes {
+    plain: BTreeMap<Hook, Vec<f64>>,
+    stamped: BTreeMap<Hook, Vec<f64>>,
+    /// Mutating reviews kreload answered with a patch and without, while it was registered.
+    kreload_patched: f64,
+    kreload_allowed: f64,
+    /// (sum s, count) of the webhook calls as the API server times them: kreload's, the no-op's;
+    /// and kreload's handler as it times itself.
+    api_kreload: (f64, f64),
+    api_noop: (f64, f64),
+    handler: (f64, f64),
+}
+
+impl PodTimes {
+    fn p50(&self, stamped: bool, hook: Hook) -> f64 {
+        let by = if stamped { &self.stamped } else { &self.plain };
+        percentile(&by[&hook], 0.5)
+    }
+
+    /// Median added by `hook`: its median minus the median with no webhook.
+    fn added(&self, stamped: bool, hook: Hook) -> f64 {
+        self.p50(stamped, hook) - self.p50(stamped, Hook::Neither)
+    }
+}
+
+/// Pod creation with kreload's mutating webhook, with the no-op webhook, and with neither, in
+/// `rounds` interleaved rounds (the order rotates each round), `per_condition` pods of each kind
+/// per webhook in all. Leaves kreload's webhook registered, and the no-op's deleted.
 async fn pod_overhead(
     client: &Client,
     plan: &Plan,
+    stamps: &Stamps,
+    kreload_health: &str,
     per_condition: usize,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let pod = bench_pod(plan);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &plan.workloads[0].namespace);
+) -> anyhow::Result<PodTimes> {
+    let w = &plan.workloads[0];
+    let stamped_from = plan
+        .workloads
+        .iter()
+        .filter(|o| o.namespace == w.namespace && o.policy == Policy::Auto)
+        .find_map(|o| Some((o, stamps.get(&o.namespace, &o.name).stamp?)))
+        .context("no stamped opted-in Deployment in the first namespace")?;
+    let plain = bench_pod(plan, w, None);
+    let stamped = bench_pod(plan, stamped_from.0, Some(&stamped_from.1));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &w.namespace);
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let mut saved = configs
         .get("kreload")
@@ -1017,29 +1242,69 @@ async fn pod_overhead(
         annotations: saved.metadata.annotations.clone(),
         ..Default::default()
     };
+    let noop = NoopWebhook::start()?;
     let rounds = 4;
     let per_round = per_condition.div_ceil(rounds);
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    await_webhook(&pods, &pod, true).await?;
-    create_pods(&pods, &pod, 10).await?; // warm-up
-    for _ in 0..rounds {
-        let (stamped, ms) = create_pods(&pods, &pod, per_round).await?;
-        ensure!(
-            stamped,
-            "pods created while the webhook is registered are not stamped"
-        );
-        with.extend(ms);
-        configs.delete("kreload", &DeleteParams::default()).await?;
-        await_webhook(&pods, &pod, false).await?;
-        let (stamped, ms) = create_pods(&pods, &pod, per_round).await?;
-        ensure!(!stamped, "pods created without the webhook are stamped");
-        without.extend(ms);
-        configs.create(&PostParams::default(), &saved).await?;
-        await_webhook(&pods, &pod, true).await?;
+    let mut times = PodTimes {
+        plain: Hook::ALL.iter().map(|h| (*h, Vec::new())).collect(),
+        stamped: Hook::ALL.iter().map(|h| (*h, Vec::new())).collect(),
+        kreload_patched: 0.0,
+        kreload_allowed: 0.0,
+        api_kreload: (0.0, 0.0),
+        api_noop: (0.0, 0.0),
+        handler: (0.0, 0.0),
+    };
+    for round in 0..=rounds {
+        for n in 0..Hook::ALL.len() {
+            let hook = Hook::ALL[(n + round) % Hook::ALL.len()];
+            use_hook(&configs, &saved, &noop, &pods, &plain, hook).await?;
+            // Round 0 is the warm-up of each webhook and connection.
+            let count = if round == 0 { 10 } else { per_round };
+            let before = webhook_timings(client, kreload_health).await?;
+            for _ in 0..count {
+                let (ms, stamp) = create_pod(&pods, &plain).await?;
+                ensure!(
+                    stamp.is_some() == (hook == Hook::Kreload),
+                    "a pod created with {hook:?} is stamped: {}",
+                    stamp.is_some()
+                );
+                if round > 0 {
+                    times.plain.get_mut(&hook).unwrap().push(ms);
+                }
+                let (ms, stamp) = create_pod(&pods, &stamped).await?;
+                ensure!(
+                    stamp.as_deref() == Some(stamped_from.1.as_str()),
+                    "kreload changed the stamp of a pod made from a stamped template"
+                );
+                if round > 0 {
+                    times.stamped.get_mut(&hook).unwrap().push(ms);
+                }
+            }
+            let after = webhook_timings(client, kreload_health).await?;
+            if round > 0 {
+                let d = |i: usize| (after[i].0 - before[i].0, after[i].1 - before[i].1);
+                let add = |acc: &mut (f64, f64), x: (f64, f64)| {
+                    acc.0 += x.0;
+                    acc.1 += x.1;
+                };
+                match hook {
+                    Hook::Kreload => {
+                        add(&mut times.api_kreload, d(0));
+                        add(&mut times.handler, d(1));
+                        times.kreload_patched += after[3].1 - before[3].1;
+                        times.kreload_allowed += after[4].1 - before[4].1;
+                    }
+                    Hook::Noop => add(&mut times.api_noop, d(2)),
+                    Hook::Neither => {}
+                }
+            }
+        }
     }
-    with.sort_by(f64::total_cmp);
-    without.sort_by(f64::total_cmp);
-    Ok((with, without))
+    use_hook(&configs, &saved, &noop, &pods, &plain, Hook::Kreload).await?;
+    for v in times.plain.values_mut().chain(times.stamped.values_mut()) {
+        v.sort_by(f64::total_cmp);
+    }
+    Ok(times)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1054,6 +1319,7 @@ struct Summary {
     lists: f64,
     patches: f64,
     pod_overhead_ms: f64,
+    noop_overhead_ms: f64,
 }
 
 async fn wait_for_service_account(client: &Client, ns: &str) -> anyhow::Result<()> {
@@ -1179,6 +1445,27 @@ async fn body(s: &Settings, kubeconfig: &Path) -> anyhow::Result<Summary> {
     let updates = s.updates.min(order.len() / 2);
     let (run_a, run_b) = (&order[..updates], &order[updates..2 * updates]);
 
+    // --- Optional: memory of other kreload builds, started in turn (A/B/A) ------------------
+    if let Ok(list) = std::env::var("KRELOAD_SCALE_COMPARE") {
+        for (n, binary) in list.split(',').filter(|b| !b.is_empty()).enumerate() {
+            let mut k = Kreload::start_binary(
+                Path::new(binary),
+                kubeconfig,
+                &["--coalesce-window", "0s", "--min-roll-interval", "0s"],
+                out_dir.join(format!("kreload-compare-{n}.log")),
+            )?;
+            let (ready, _) = k.wait_ready(Duration::from_secs(600)).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (rss, hwm) = k.memory_mb();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            let (rss_10, _) = k.memory_mb();
+            println!(
+                "scale: compare: {binary}: ready after {ready:.2}s; RSS {rss:.1} MiB 2 s after (peak {hwm:.1} MiB), {rss_10:.1} MiB 10 s after"
+            );
+            k.stop();
+        }
+    }
+
     // --- Phase A: coalescing and storm guard off -----------------------------------------
     println!("scale: phase A: kreload run --local --coalesce-window 0s --min-roll-interval 0s");
     let mut kreload = Kreload::start(
@@ -1260,36 +1547,54 @@ async fn body(s: &Settings, kubeconfig: &Path) -> anyhow::Result<Summary> {
     let d = delta(&before, &after);
     fanout_ms.sort_by(f64::total_cmp);
     println!(
-        "scale: fan-out: one change to {}/shared-cm affecting {} Deployments: {} rolled, last after {:.0} ms; PATCH deployments {:.0}, LIST {:.0}",
+        "scale: fan-out: one change to {}/shared-cm affecting {} Deployments: {} rolled, first after {:.0} ms, p50 {:.0} ms, last after {:.0} ms; PATCH deployments {:.0}, LIST {:.0}",
         plan.configs[shared].namespace,
         affected.len(),
         fanout_ms.len(),
+        fanout_ms.first().copied().unwrap_or(f64::NAN),
+        percentile(&fanout_ms, 0.5),
         fanout_ms.last().copied().unwrap_or(f64::NAN),
         sum(&d, "PATCH", &["deployments"]),
         sum(&d, "LIST", &KRELOAD_RESOURCES),
     );
 
-    let timings_before = webhook_timings(&client, &kreload.health).await?;
-    let (with, without) = pod_overhead(&client, &plan, s.pods).await?;
-    let timings_after = webhook_timings(&client, &kreload.health).await?;
-    let mean_ms = |i: usize| {
-        let (s0, c0) = timings_before[i];
-        let (s1, c1) = timings_after[i];
-        (s1 - s0) / (c1 - c0).max(1.0) * 1e3
-    };
-    let overhead = percentile(&with, 0.5) - percentile(&without, 0.5);
+    let t = pod_overhead(&client, &plan, &stamps, &kreload.health, s.pods).await?;
+    let mean_ms = |(sum, count): (f64, f64)| sum / count.max(1.0) * 1e3;
     println!(
-        "scale: pod creation (server-side dry-run, {} each): with the webhook p50 {:.2} ms p90 {:.2} ms, without p50 {:.2} ms p90 {:.2} ms; added median {overhead:.2} ms",
-        with.len(),
-        percentile(&with, 0.5),
-        percentile(&with, 0.9),
-        percentile(&without, 0.5),
-        percentile(&without, 0.9),
+        "scale: pod creation (server-side dry-run, {} of each pod per webhook, 4 interleaved rounds of kreload / a no-op webhook / no webhook):",
+        t.plain[&Hook::Neither].len()
     );
+    for (stamped, what) in [
+        (
+            false,
+            "a pod without a stamp (kreload answers with a patch)",
+        ),
+        (
+            true,
+            "a pod of an opted-in Deployment from its stamped template (kreload answers without a patch)",
+        ),
+    ] {
+        let by = if stamped { &t.stamped } else { &t.plain };
+        println!(
+            "  {what}: p50 kreload {:.2} ms, no-op {:.2} ms, none {:.2} ms (p90 {:.2} / {:.2} / {:.2}); added by kreload {:.2} ms, by the no-op {:.2} ms, ratio {:.2}",
+            t.p50(stamped, Hook::Kreload),
+            t.p50(stamped, Hook::Noop),
+            t.p50(stamped, Hook::Neither),
+            percentile(&by[&Hook::Kreload], 0.9),
+            percentile(&by[&Hook::Noop], 0.9),
+            percentile(&by[&Hook::Neither], 0.9),
+            t.added(stamped, Hook::Kreload),
+            t.added(stamped, Hook::Noop),
+            t.added(stamped, Hook::Kreload) / t.added(stamped, Hook::Noop),
+        );
+    }
     println!(
-        "scale: of which the webhook call as the API server times it: mean {:.2} ms; kreload's handler: mean {:.3} ms",
-        mean_ms(0),
-        mean_ms(1)
+        "scale: the webhook call as the API server times it: kreload mean {:.2} ms, no-op mean {:.2} ms; kreload's handler: mean {:.3} ms; kreload answered {:.0} reviews with a patch and {:.0} without",
+        mean_ms(t.api_kreload),
+        mean_ms(t.api_noop),
+        mean_ms(t.handler),
+        t.kreload_patched,
+        t.kreload_allowed,
     );
     let (rss_end, hwm_end) = kreload.memory_mb();
     println!("scale: phase A: RSS at the end {rss_end:.1} MiB (peak {hwm_end:.1} MiB)");
@@ -1350,11 +1655,15 @@ async fn body(s: &Settings, kubeconfig: &Path) -> anyhow::Result<Summary> {
         p99: percentile(&lat_a.ms, 0.99),
         lists,
         patches,
-        pod_overhead_ms: overhead,
+        pod_overhead_ms: t.added(false, Hook::Kreload),
+        noop_overhead_ms: t.added(false, Hook::Noop),
     })
 }
 
 fn main() {
+    if std::env::var(ROLE).as_deref() == Ok("noop-webhook") {
+        return noop_webhook::main();
+    }
     // `cargo bench` passes `--bench`; this harness takes no arguments.
     let settings = Settings::from_env();
     let started = Instant::now();
@@ -1383,7 +1692,7 @@ fn main() {
     })();
     match result {
         Ok(s) => println!(
-            "scale configs={} workloads={} ready_s={:.2} rss_mb={:.1} reload_p50_ms={:.1} reload_p99_ms={:.1} lists_per_change={:.2} patches_per_change={:.2} pod_create_overhead_ms={:.2}",
+            "scale configs={} workloads={} ready_s={:.2} rss_mb={:.1} reload_p50_ms={:.1} reload_p99_ms={:.1} lists_per_change={:.2} patches_per_change={:.2} pod_create_overhead_ms={:.2} noop_webhook_overhead_ms={:.2} overhead_ratio={:.2}",
             s.configs,
             s.workloads,
             s.ready_s,
@@ -1392,7 +1701,9 @@ fn main() {
             s.p99,
             s.lists,
             s.patches,
-            s.pod_overhead_ms
+            s.pod_overhead_ms,
+            s.noop_overhead_ms,
+            s.pod_overhead_ms / s.noop_overhead_ms,
         ),
         Err(e) => {
             eprintln!(

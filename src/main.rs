@@ -1,10 +1,20 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use kreload::cli::allocator::{ALLOCATOR, Allocator, configure};
 use kreload::cli::{Cli, Command};
 
+#[global_allocator]
+static GLOBAL: Allocator = ALLOCATOR;
+
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads take arenas of their own.
+    configure();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {

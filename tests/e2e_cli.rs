@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::workloads::*;
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -13,7 +14,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 fn kreload_cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    run_with_stdin(env!("CARGO_BIN_EXE_kreload"), args, stdin)
+    run_with_stdin(kreload_bin(), args, stdin)
 }
 
 const AUTO_AND_SEARCH: &str = r#"apiVersion: apps/v1
@@ -172,6 +173,114 @@ async fn status_reports_stale_pods_until_the_roll_and_explain_names_the_step() {
         },
     )
     .await;
+}
+
+/// The step `explain` names for `config` (e.g. `ConfigMap/app`), and whether it says it rolls.
+fn explained_step(explained: &str, config: &str) -> (String, String) {
+    let line = explained
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(config))
+        .unwrap_or_else(|| panic!("{config} missing from explain:\n{explained}"));
+    let (columns, step) = line
+        .split_once(" step ")
+        .unwrap_or_else(|| panic!("no step for {config}: {line}"));
+    let step = step.split(':').next().unwrap_or_default();
+    // CONFIG, CONSUMES (which may hold spaces), ROLLS.
+    let rolls = columns.split_whitespace().last().unwrap_or_default();
+    (step.to_owned(), rolls.to_owned())
+}
+
+#[tokio::test]
+async fn explain_names_every_step_of_the_decision_rule() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-cli-explain").await;
+    // Every config but `unlabelled` matches the resource label selector explain is run with.
+    let labelled = json!({"explain": "yes"});
+    cm("unlabelled").create(&ns).await;
+    cm("ignored")
+        .labels(labelled.clone())
+        .annotations(json!({"reloader.stakater.com/ignore": "true"}))
+        .create(&ns)
+        .await;
+    cm("excluded").labels(labelled.clone()).create(&ns).await;
+    cm("extra-1").labels(labelled.clone()).create(&ns).await;
+    cm("matched")
+        .labels(labelled.clone())
+        .annotations(json!({"reloader.stakater.com/match": "true"}))
+        .create(&ns)
+        .await;
+    cm("plain").labels(labelled.clone()).create(&ns).await;
+    secret("creds").labels(labelled).create(&ns).await;
+    create(
+        &ns,
+        workload(
+            Kind::Deployment,
+            "web",
+            0,
+            json!({
+                "reloader.stakater.com/search": "true",
+                "configmap.reloader.stakater.com/auto": "true",
+                "configmap.reloader.stakater.com/reload": "extra-.*",
+                "configmaps.exclude.reloader.stakater.com/reload": "excluded",
+            }),
+            env_from(
+                &["unlabelled", "ignored", "excluded", "matched", "plain"],
+                &["creds"],
+            ),
+        ),
+    )
+    .await;
+
+    let kubeconfig = kubeconfig_path();
+    let kc = kubeconfig.to_str().unwrap();
+    let explain = |flags: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "deployment/web",
+            "-n",
+            &ns.name,
+            "--kubeconfig",
+            kc,
+        ];
+        args.extend_from_slice(flags);
+        let (ok, out, err) = kreload_cli(&args, None);
+        assert!(ok, "kreload explain {flags:?} failed: {err}");
+        out
+    };
+    let explained = explain(&["--resource-label-selector", "explain=yes"]);
+    for (config, step, rolls) in [
+        ("ConfigMap/unlabelled", "global_filter", "no"),
+        ("ConfigMap/ignored", "ignored", "no"),
+        ("ConfigMap/excluded", "excluded", "no"),
+        ("ConfigMap/extra-1", "reload_list", "yes"),
+        ("ConfigMap/matched", "search", "yes"),
+        ("ConfigMap/plain", "auto", "yes"),
+        ("Secret/creds", "not_opted_in", "no"),
+    ] {
+        assert_eq!(
+            explained_step(&explained, config),
+            (step.to_owned(), rolls.to_owned()),
+            "{config}:\n{explained}"
+        );
+    }
+    // The global filters that concern the workload or its namespace keep every config out.
+    for flags in [
+        ["--namespaces-to-ignore", ns.name.as_str()],
+        ["--ignored-workload-types", "deployments"],
+    ] {
+        let explained = explain(&flags);
+        assert!(
+            explained.contains("global filter: "),
+            "{flags:?}:\n{explained}"
+        );
+        for config in ["ConfigMap/plain", "ConfigMap/extra-1", "Secret/creds"] {
+            assert_eq!(
+                explained_step(&explained, config).0,
+                "global_filter",
+                "{flags:?}, {config}:\n{explained}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1007,13 +1007,12 @@ async fn changes_are_coalesced_and_storms_are_damped() {
             tokio::time::sleep_until(start + Duration::from_millis(100 * i)).await;
             set_cm(&ns, "burst-cm", "k", &format!("burst-{i}")).await;
         }
-        let took = start.elapsed();
-        assert!(
-            took < Duration::from_millis(2500),
-            "the burst took {took:?}"
-        );
+        // How long the burst really took on this machine: the storm guard (10 s) allows one
+        // more roll per interval the burst spans, so that decides the expectation below.
+        start.elapsed()
     };
-    tokio::join!(pair, burst);
+    let ((), burst_took) = tokio::join!(pair, burst);
+    let max_sets = 2 + i64::try_from(burst_took.as_secs() / 10).unwrap_or(0);
 
     let (pair_stamp, burst_stamp) = tokio::join!(
         expect_converged(&ns, "pair", pair_before),
@@ -1046,10 +1045,10 @@ async fn changes_are_coalesced_and_storms_are_damped() {
         Ok(_) => {
             let now = baseline(&ns, d, "burst").await;
             let new_sets = now.revisions as i64 - burst_before.revisions as i64;
-            eprintln!("burst: {new_sets} new ReplicaSet(s) for 20 changes");
-            if !(1..=2).contains(&new_sets) {
+            eprintln!("burst: {new_sets} new ReplicaSet(s) for 20 changes in {burst_took:?}");
+            if !(1..=max_sets).contains(&new_sets) {
                 failures.push(format!(
-                    "Deployment burst: 20 changes within 2 s gave {new_sets} new ReplicaSets; want 1 or 2"
+                    "Deployment burst: 20 changes in {burst_took:?} gave {new_sets} new ReplicaSets; want 1 to {max_sets} (the storm guard allows one roll per 10 s)"
                 ));
             }
             let fresh = fresh_stamp(&ns, "burst").await;

@@ -448,9 +448,49 @@ async fn bad_input_over_https_gets_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(v["response"]["patchType"], "JSONPatch");
 }
 
-#[tokio::test]
-async fn secret_values_appear_nowhere() {
+/// Every form in which a Secret value, or a digest kreload could compute of it, might leak, each
+/// with a description: the value and its base64 (the text of the Secret's `data`, which kreload
+/// digests as the API server returns it); for each of these two, SHA-256 (kreload's digest) and
+/// SHA-1 (Reloader's), in hex (whole, and its first 16 characters, as a short digest would be
+/// printed), in base64 (whole, and 16 characters), and as the Debug list of its first bytes.
+fn forms_of_secret(value: &str) -> Vec<(String, String)> {
     use sha1::Digest as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = b64.encode(value);
+    let mut forms = vec![
+        ("the value".to_owned(), value.to_owned()),
+        ("its base64".to_owned(), text.clone()),
+    ];
+    for (input, of) in [
+        (value.as_bytes(), "the value"),
+        (text.as_bytes(), "its base64"),
+    ] {
+        let sha1 = sha1::Sha1::digest(input).to_vec();
+        let sha256 = <sha2::Sha256 as sha2::Digest>::digest(input).to_vec();
+        for (digest, algorithm) in [(sha1, "SHA-1"), (sha256, "SHA-256")] {
+            let hex = hex::encode(&digest);
+            let base64 = b64.encode(&digest);
+            let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest);
+            let debug = format!("{:?}", &digest[..8]);
+            for (form, needle) in [
+                ("hex, 16 characters", hex[..16].to_owned()),
+                ("upper-case hex, 16 characters", hex[..16].to_uppercase()),
+                ("hex", hex.clone()),
+                ("base64, 16 characters", base64[..16].to_owned()),
+                ("URL-safe base64, 16 characters", url_safe[..16].to_owned()),
+                ("base64", base64.clone()),
+                ("bytes", debug.trim_end_matches(']').to_owned()),
+            ] {
+                forms.push((format!("{algorithm} of {of}, {form}"), needle));
+            }
+        }
+    }
+    forms
+}
+
+#[tokio::test]
+async fn secret_values_and_their_digests_appear_nowhere() {
+    const NEW_PASSWORD: &str = "correct-horse-battery-staple-rotated";
     let kreload = shared_kreload();
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-secrecy").await;
@@ -470,21 +510,30 @@ async fn secret_values_appear_nowhere() {
     )
     .await
     .unwrap();
+    let first = template_stamp(&wait_rollout(&ns, "web").await);
+    // A rotation: the watcher digests the new value, rolls, and records a Reloaded Event.
+    set_secret(&ns, "db", "password", NEW_PASSWORD).await;
+    wait_for(
+        "the rotation to roll the Deployment",
+        Duration::from_secs(60),
+        || async {
+            let d = api.get("web").await.ok()?;
+            (template_stamp(&d) != first).then_some(())
+        },
+    )
+    .await;
     wait_rollout(&ns, "web").await;
+    let events: Api<Event> = ns.api();
+    wait_for("the Reloaded Event", Duration::from_secs(30), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Reloaded"))
+            .then_some(())
+    })
+    .await;
 
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let sha1 = sha1::Sha1::digest(PASSWORD.as_bytes());
-    let sha256 = <sha2::Sha256 as sha2::Digest>::digest(PASSWORD.as_bytes());
-    let forbidden = [
-        PASSWORD.to_string(),
-        b64.encode(PASSWORD),
-        hex::encode(sha1),
-        b64.encode(sha1),
-        hex::encode(sha256),
-        b64.encode(sha256),
-    ];
-    let mut haystacks = vec![("kreload log".to_string(), kreload.log_text())];
-    assert!(kreload.log_text().contains("DEBUG"), "debug logging is on");
+    let mut haystacks = vec![];
     for p in pods(&ns, "web").await {
         haystacks.push((
             format!("pod {} annotations", p.name_any()),
@@ -500,17 +549,60 @@ async fn secret_values_appear_nowhere() {
             d.spec.unwrap().template.metadata.unwrap().annotations
         ),
     ));
-    let events: Api<Event> = ns.api();
+    for rs in replica_sets(&ns, "web").await {
+        haystacks.push((
+            format!("ReplicaSet {} annotations", rs.name_any()),
+            format!(
+                "{:?} {:?}",
+                rs.metadata.annotations,
+                rs.spec.and_then(|s| s.template?.metadata?.annotations)
+            ),
+        ));
+    }
     haystacks.push((
         "events".into(),
         serde_json::to_string(&events.list(&ListParams::default()).await.unwrap().items).unwrap(),
     ));
-    for (what, text) in &haystacks {
-        for needle in &forbidden {
-            assert!(
-                !text.contains(needle.as_str()),
-                "a form of the secret value appears in the {what}"
-            );
+    haystacks.push((
+        "metrics".into(),
+        reqwest::get(format!("{}/metrics", kreload.health))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    ));
+    let kubeconfig = kubeconfig_path();
+    let kc = kubeconfig.to_str().unwrap();
+    for command in [
+        vec!["status", "-n", &ns.name, "--kubeconfig", kc],
+        vec![
+            "explain",
+            "deployment/web",
+            "-n",
+            &ns.name,
+            "--kubeconfig",
+            kc,
+        ],
+    ] {
+        let (ok, out, err) = run_with_stdin(kreload_bin(), &command, None);
+        assert!(ok, "kreload {}: {err}", command[0]);
+        assert!(out.contains("Secret/db"), "{out}");
+        haystacks.push((format!("`kreload {}` output", command[0]), out + &err));
+    }
+    // Last, so that everything above was logged.
+    let log = kreload.log_text();
+    assert!(log.contains("DEBUG"), "debug logging is on");
+    haystacks.push(("kreload log".into(), log));
+
+    for value in [PASSWORD, NEW_PASSWORD] {
+        for (form, needle) in forms_of_secret(value) {
+            for (what, text) in &haystacks {
+                assert!(
+                    !text.contains(needle.as_str()),
+                    "a Secret value appears in the {what}: {form}"
+                );
+            }
         }
     }
 }

@@ -1,14 +1,21 @@
 //! Command-line arguments. Flag names, syntax and defaults follow Reloader's where they exist;
 //! Reloader's other flags and environment variables are in [`reloader`].
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::domain::annotations::DEFAULT_NAMESPACE;
+use crate::domain::config::ConfigKind;
+use crate::domain::selector::{Selector, from_reloader_flags};
+use crate::domain::trigger::Filters;
+use crate::domain::workload::WorkloadKind;
+use crate::state::namespaces::NamespaceFilter;
 
 mod reloader;
 pub use reloader::*;
@@ -77,13 +84,142 @@ pub struct ClusterArgs {
     #[arg(long = "kreload-namespace", env = "KRELOAD_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     pub kreload_namespace: String,
 
-    /// As kreload's `--auto-reload-all`.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
-    pub auto_reload_all: bool,
+    /// As kreload runs: `--auto-reload-all` and the global filters.
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     /// The annotation names kreload runs with (Reloader's --*-annotation flags).
     #[command(flatten)]
     pub annotation_names: AnnotationNameArgs,
+}
+
+/// The flags that decide step 1 of the decision rule (and `--auto-reload-all`), for `run`, and
+/// for `explain` and `status` to match how kreload runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Roll on any referenced config change even without annotations (`auto: "false"` opts out).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub auto_reload_all: bool,
+
+    /// Config kinds to ignore: configMaps or secrets.
+    #[arg(long, value_delimiter = ',')]
+    pub resources_to_ignore: Vec<String>,
+
+    /// Workload kinds never rolled: deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts.
+    #[arg(long, value_delimiter = ',')]
+    pub ignored_workload_types: Vec<String>,
+
+    /// Only act in these namespaces (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Never act in these namespaces.
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces_to_ignore: Vec<String>,
+
+    /// Only act in namespaces whose labels match this selector. Repeatable; Reloader's forms
+    /// `key:value` and `key:*` (or `key=*`, "has the label") are read too.
+    #[arg(long, action = ArgAction::Append)]
+    pub namespace_selector: Vec<String>,
+
+    /// Only configs whose labels match this selector trigger anything. Repeatable; Reloader's
+    /// forms `key:value` and `key:*` (or `key=*`) are read too.
+    #[arg(long, action = ArgAction::Append)]
+    pub resource_label_selector: Vec<String>,
+}
+
+impl FilterArgs {
+    /// The filters that depend on the config.
+    pub fn filters(&self) -> anyhow::Result<Filters> {
+        let mut ignored_kinds = BTreeSet::new();
+        for r in &self.resources_to_ignore {
+            match r.to_ascii_lowercase().as_str() {
+                "configmaps" => ignored_kinds.insert(ConfigKind::ConfigMap),
+                "secrets" => ignored_kinds.insert(ConfigKind::Secret),
+                other => bail!("--resources-to-ignore takes configMaps or secrets, not {other:?}"),
+            };
+        }
+        let resource_label_selector = self
+            .resource_label_selector()
+            .as_deref()
+            .map(str::parse::<Selector>)
+            .transpose()?;
+        Ok(Filters {
+            ignored_kinds,
+            resource_label_selector,
+            auto_reload_all: self.auto_reload_all,
+        })
+    }
+
+    /// `--namespace-selector` in Kubernetes syntax (Reloader's list and legacy forms read).
+    pub fn namespace_selector(&self) -> Option<String> {
+        Some(from_reloader_flags(&self.namespace_selector)).filter(|s| !s.is_empty())
+    }
+
+    /// `--resource-label-selector` in Kubernetes syntax (Reloader's list and legacy forms read).
+    pub fn resource_label_selector(&self) -> Option<String> {
+        Some(from_reloader_flags(&self.resource_label_selector)).filter(|s| !s.is_empty())
+    }
+
+    /// The namespaces to act in: `--namespaces`, else `single` (Reloader's
+    /// `KUBERNETES_NAMESPACE`), else none (all namespaces).
+    pub fn watch_namespaces(&self, single: Option<&str>) -> Vec<String> {
+        let given: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if !given.is_empty() {
+            return given;
+        }
+        single
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| vec![n.to_owned()])
+            .unwrap_or_default()
+    }
+
+    /// The namespaces acted in, by a kreload running in `own_namespace` (`single` as in
+    /// [`FilterArgs::watch_namespaces`]).
+    pub fn namespace_filter(
+        &self,
+        own_namespace: &str,
+        single: Option<&str>,
+    ) -> anyhow::Result<NamespaceFilter> {
+        let selector = self
+            .namespace_selector()
+            .as_deref()
+            .map(str::parse::<Selector>)
+            .transpose()?;
+        let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
+        Ok(NamespaceFilter::excluding_system(
+            set(&self.watch_namespaces(single)),
+            set(&self.namespaces_to_ignore),
+            selector,
+            own_namespace,
+        ))
+    }
+
+    /// `--ignored-workload-types`.
+    pub fn ignored_workload_types(&self) -> anyhow::Result<BTreeSet<WorkloadKind>> {
+        workload_kinds(&self.ignored_workload_types)
+    }
+}
+
+/// Workload kinds by name, as `--ignored-workload-types` takes them.
+pub fn workload_kinds(names: &[String]) -> anyhow::Result<BTreeSet<WorkloadKind>> {
+    names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            WorkloadKind::ALL
+                .into_iter()
+                .find(|k| k.plural().eq_ignore_ascii_case(n) || k.as_str().eq_ignore_ascii_case(n))
+                .with_context(|| format!("--ignored-workload-types: unknown kind {n:?} (deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts)"))
+        })
+        .collect()
 }
 
 #[derive(Args, Debug, Clone)]
@@ -161,35 +297,9 @@ pub struct RunArgs {
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
-    /// Roll on any referenced config change even without annotations (`auto: "false"` opts out).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
-    pub auto_reload_all: bool,
-
-    /// Config kinds to ignore: configMaps or secrets.
-    #[arg(long, value_delimiter = ',')]
-    pub resources_to_ignore: Vec<String>,
-
-    /// Workload kinds never rolled: deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts.
-    #[arg(long, value_delimiter = ',')]
-    pub ignored_workload_types: Vec<String>,
-
-    /// Only act in these namespaces (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub namespaces: Vec<String>,
-
-    /// Never act in these namespaces.
-    #[arg(long, value_delimiter = ',')]
-    pub namespaces_to_ignore: Vec<String>,
-
-    /// Only act in namespaces whose labels match this selector. Repeatable; Reloader's forms
-    /// `key:value` and `key:*` (or `key=*`, "has the label") are read too.
-    #[arg(long, action = ArgAction::Append)]
-    pub namespace_selector: Vec<String>,
-
-    /// Only configs whose labels match this selector trigger anything. Repeatable; Reloader's
-    /// forms `key:value` and `key:*` (or `key=*`) are read too.
-    #[arg(long, action = ArgAction::Append)]
-    pub resource_label_selector: Vec<String>,
+    /// The global filters (step 1 of the decision rule) and `--auto-reload-all`.
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     /// Roll when a config that a workload uses is created.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
@@ -279,6 +389,11 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub reloader: ReloaderArgs,
+
+    /// Close keep-alive webhook connections with no request for this long (default: the server's
+    /// limit, longer than the API server's own). For tests.
+    #[arg(long, hide = true, env = "KRELOAD_WEBHOOK_IDLE_TIMEOUT", value_parser = duration)]
+    pub webhook_idle_timeout: Option<Duration>,
 
     /// Exit when standard input closes: lets a test or a supervisor tie kreload's life to its own.
     #[arg(long, hide = true)]

@@ -16,12 +16,12 @@ use crate::cli::args::{CheckArgs, ClusterArgs, ExplainArgs, StatusArgs};
 use crate::domain::annotations::{AnnotationNames, CONFIG_HASH};
 use crate::domain::check::check_rules;
 use crate::domain::config::{ConfigId, ConfigKind};
-use crate::domain::decide::decide;
+use crate::domain::decide::{Decision, Step, decide};
 use crate::domain::policy::ConfigPolicy;
 use crate::domain::refs::Consumption;
 use crate::domain::stamp::{ConfigTrigger, HashKey};
 use crate::domain::stamper::Stamper;
-use crate::domain::trigger::{Filters, trigger_set};
+use crate::domain::trigger::trigger_set;
 use crate::domain::workload::StampLocation;
 use crate::domain::workload::{LeanPod, LeanWorkload, WorkloadKind};
 use crate::reload::api_resource;
@@ -205,14 +205,38 @@ fn lean<T: for<'de> Deserialize<'de>>(obj: &DynamicObject) -> anyhow::Result<T> 
     Ok(serde_json::from_value(serde_json::to_value(obj)?)?)
 }
 
-fn stamper(key: HashKey, cluster: &ClusterArgs) -> Stamper {
-    Stamper::new(
-        key,
-        Filters {
-            auto_reload_all: cluster.auto_reload_all,
-            ..Default::default()
-        },
-    )
+fn stamper(key: HashKey, cluster: &ClusterArgs) -> anyhow::Result<Stamper> {
+    Ok(Stamper::new(key, cluster.filters.filters()?))
+}
+
+/// Why step 1 of the decision rule keeps every config of `kind` workloads in `namespace` out, if
+/// it does: kreload, run with these flags, would not act there.
+async fn global_filter_of(
+    client: &Client,
+    cluster: &ClusterArgs,
+    kind: WorkloadKind,
+    namespace: &str,
+) -> anyhow::Result<Option<String>> {
+    if cluster.filters.ignored_workload_types()?.contains(&kind) {
+        return Ok(Some(format!("{kind} is in --ignored-workload-types")));
+    }
+    let namespaces = cluster
+        .filters
+        .namespace_filter(&cluster.kreload_namespace, None)?;
+    if let Some(selector) = namespaces.selector() {
+        let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .get(namespace)
+            .await
+            .with_context(|| format!("cannot get namespace {namespace}"))?;
+        let labels = ns.metadata.labels.unwrap_or_default();
+        namespaces.set_matching(namespace, selector.matches(&labels));
+    }
+    Ok((!namespaces.is_watched(namespace)).then(|| {
+        format!(
+            "namespace {namespace} is not watched (--namespaces, --namespaces-to-ignore, \
+             --namespace-selector; never kube-system nor kreload's own namespace)"
+        )
+    }))
 }
 
 fn short(stamp: Option<&str>) -> String {
@@ -260,14 +284,20 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     let policy = parsed.value;
     let refs = template.spec.references();
     let store = configs(&client, &names, Some(&args.namespace)).await?;
+    let filters = args.cluster.filters.filters()?;
+    let auto_reload_all = filters.auto_reload_all;
+    let filtered_out = global_filter_of(&client, &args.cluster, kind, &args.namespace).await?;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{kind} {}/{name}: annotations read from {:?}; opted in: {}",
         args.namespace,
         policy.source,
-        policy.opted_in(args.cluster.auto_reload_all)
+        policy.opted_in(auto_reload_all)
     );
+    if let Some(why) = &filtered_out {
+        let _ = writeln!(out, "  global filter: {why}");
+    }
     for v in &parsed.violations {
         let _ = writeln!(out, "  violation: {v}");
     }
@@ -291,7 +321,11 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
         for id in rows.keys() {
             let entry = view.get(id);
             let config = entry.map_or(&absent, |e| &e.policy);
-            let d = decide(&policy, id.kind, &id.name, config, refs.contains_key(id), args.cluster.auto_reload_all);
+            let d = if filtered_out.is_some() || !filters.admits(id.kind, entry) {
+                Decision { roll: false, step: Step::GlobalFilter }
+            } else {
+                decide(&policy, id.kind, &id.name, config, refs.contains_key(id), auto_reload_all)
+            };
             let exists = if entry.is_some() { "" } else { " (does not exist)" };
             let _ = writeln!(
                 out,
@@ -336,7 +370,7 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
         .await
         .context("is kreload installed? see --kreload-namespace")?;
     let store = configs(&client, &names, namespace).await?;
-    let stamper = stamper(key, &args.cluster);
+    let stamper = stamper(key, &args.cluster)?;
 
     // Pods by owning workload.
     let pods_api: Api<DynamicObject> = match namespace {

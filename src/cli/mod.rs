@@ -1,6 +1,7 @@
-//! The command line: arguments, the wiring of `kreload run`, the read-only commands, and
-//! `migrate` (Reloader's chart values to kreload's).
+//! The command line: arguments, the wiring of `kreload run`, the process's allocator, the
+//! read-only commands, and `migrate` (Reloader's chart values to kreload's).
 
+pub mod allocator;
 pub mod args;
 pub mod client;
 pub mod commands;

@@ -15,21 +15,18 @@ use crate::admission::selfcert::{SelfManaged, SelfManagedConfig};
 use crate::admission::server::{self, Limits, Readiness};
 use crate::admission::tls::{self, CertFiles, CertResolver, GeneratedCerts};
 use crate::admission::{Admission, webhooks};
-use crate::cli::args::{LogFormat, NoticeLevel, RunArgs, notices};
+use crate::cli::args::{LogFormat, NoticeLevel, RunArgs, notices, workload_kinds};
 use crate::cli::client::{self, client};
 use crate::domain::alert::AlertSink;
 use crate::domain::annotations::AnnotationNames;
 use crate::domain::config::ConfigKind;
-use crate::domain::selector::Selector;
 use crate::domain::stamper::Stamper;
-use crate::domain::trigger::Filters;
 use crate::domain::workload::WorkloadKind;
 use crate::metrics::Metrics;
 use crate::reload::alerts::{AlertTarget, Alerts};
 use crate::reload::lease::{self, LeaseConfig};
 use crate::reload::{ReloadSettings, Reloader};
 use crate::state::index::WorkloadIndex;
-use crate::state::namespaces::NamespaceFilter;
 use crate::state::store::DigestStore;
 use crate::watch::config::{self as configwatch, ConfigMapKind, SecretKind};
 use crate::watch::namespace;
@@ -61,27 +58,6 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
     }
     Ok(())
-}
-
-fn filters(args: &RunArgs) -> anyhow::Result<Filters> {
-    let mut ignored_kinds = BTreeSet::new();
-    for r in &args.resources_to_ignore {
-        match r.to_ascii_lowercase().as_str() {
-            "configmaps" => ignored_kinds.insert(ConfigKind::ConfigMap),
-            "secrets" => ignored_kinds.insert(ConfigKind::Secret),
-            other => bail!("--resources-to-ignore takes configMaps or secrets, not {other:?}"),
-        };
-    }
-    let resource_label_selector = args
-        .resource_label_selector()
-        .as_deref()
-        .map(str::parse::<Selector>)
-        .transpose()?;
-    Ok(Filters {
-        ignored_kinds,
-        resource_label_selector,
-        auto_reload_all: args.auto_reload_all,
-    })
 }
 
 async fn ensure_namespace(client: Client, name: &str) -> anyhow::Result<()> {
@@ -133,35 +109,6 @@ fn shutdown_signal(stdin: bool) -> impl std::future::Future<Output = ()> + Clone
     futures::FutureExt::shared(Box::pin(async move {
         let _ = rx.wait_for(|stop| *stop).await;
     }))
-}
-
-fn workload_kinds(names: &[String]) -> anyhow::Result<BTreeSet<WorkloadKind>> {
-    names
-        .iter()
-        .map(|n| n.trim())
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            WorkloadKind::ALL
-                .into_iter()
-                .find(|k| k.plural().eq_ignore_ascii_case(n) || k.as_str().eq_ignore_ascii_case(n))
-                .with_context(|| format!("--ignored-workload-types: unknown kind {n:?} (deployments, statefulsets, daemonsets, cronjobs, jobs, rollouts)"))
-        })
-        .collect()
-}
-
-fn namespace_filter(args: &RunArgs) -> anyhow::Result<NamespaceFilter> {
-    let selector = args
-        .namespace_selector()
-        .as_deref()
-        .map(str::parse::<Selector>)
-        .transpose()?;
-    let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
-    Ok(NamespaceFilter::excluding_system(
-        set(&args.watch_namespaces()),
-        set(&args.namespaces_to_ignore),
-        selector,
-        &args.namespace,
-    ))
 }
 
 /// Whether the Argo Rollouts CRD is served (discovered once, at start).
@@ -250,8 +197,11 @@ fn with_alerts(
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let filters = filters(&args)?;
-    let namespaces = Arc::new(namespace_filter(&args)?);
+    let filters = args.filters.filters()?;
+    let namespaces = Arc::new(args.filters.namespace_filter(
+        &args.namespace,
+        args.reloader.kubernetes_namespace.as_deref(),
+    )?);
     let ignored_workloads = workload_kinds(&args.ignored_workload_types())?;
     // The one reading of the annotation-name flags, shared by everything below.
     let names = Arc::new(
@@ -280,7 +230,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal(args.exit_on_stdin_close);
 
     // Watches: configs into the store, workloads into the index, namespaces for the selector.
-    let store = Arc::new(DigestStore::new());
+    // Labels are read only by --resource-label-selector.
+    let store = Arc::new(if args.filters.resource_label_selector().is_some() {
+        DigestStore::new()
+    } else {
+        DigestStore::without_labels()
+    });
     let index = Arc::new(WorkloadIndex::new());
     let metrics = Arc::new(Metrics::default());
     metrics.set_count_by_namespace(args.reloader.count_by_namespace());
@@ -299,7 +254,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(move |s| watch_name(k.as_str(), s.as_deref()))
     }));
     for scope in &scopes {
-        let selector = args.resource_label_selector();
+        let selector = args.filters.resource_label_selector();
         tokio::spawn(configwatch::run::<ConfigMapKind>(
             client.clone(),
             scope.clone(),
@@ -347,7 +302,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client: client.clone(),
         index: index.clone(),
         names: names.clone(),
-        auto_reload_all: args.auto_reload_all,
+        auto_reload_all: args.filters.auto_reload_all,
         metrics: metrics.clone(),
         sync: workload_sync,
         new_workloads: new_workloads_tx,
@@ -432,7 +387,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_own_user(own_user)
         .with_annotation_names(names.clone()),
     );
-    let limits = Limits::default();
+    let mut limits = Limits::default();
+    if let Some(idle) = args.webhook_idle_timeout {
+        limits.idle_timeout = idle;
+    }
     let router = server::admission_router(admission.clone(), metrics.clone(), &limits);
     tokio::spawn(server::serve_plain(
         health,

@@ -101,6 +101,39 @@ pub fn decide(
         Some(holder) if holder == me => return Action::Renew,
         Some(_) => {}
     }
+    held_lease(spec, now, default_duration, None)
+}
+
+/// [`decide`] for a candidate that has not led since it began to follow at `since` (with every
+/// watch synced). A replica that takes over rolls the drift it did not see caused by a
+/// consumed-data change (docs/operations.md), so the Lease should go to a replica that was
+/// following while the old holder was alive: this one takes an expired lease at once only if
+/// the holder renewed it after `since`, and otherwise one lease duration later, leaving that
+/// time to a replica that saw the gap. A lease held under its own identity counts as another
+/// holder's: an earlier process of the same name, whose last changes it did not see.
+pub fn decide_fresh(
+    spec: Option<&LeaseSpec>,
+    now: Timestamp,
+    default_duration: Duration,
+    since: Timestamp,
+) -> Action {
+    let Some(spec) = spec else {
+        return Action::TakeOver;
+    };
+    if spec.holder_identity.as_deref().is_none_or(str::is_empty) {
+        return Action::TakeOver;
+    }
+    held_lease(spec, now, default_duration, Some(since))
+}
+
+/// A lease someone else holds: taken over once expired (for a fresh candidate, see
+/// [`decide_fresh`]).
+fn held_lease(
+    spec: &LeaseSpec,
+    now: Timestamp,
+    default_duration: Duration,
+    fresh_since: Option<Timestamp>,
+) -> Action {
     let Some(MicroTime(renewed)) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
         return Action::TakeOver;
     };
@@ -108,10 +141,18 @@ pub fn decide(
         Some(secs) => SignedDuration::from_secs(i64::from(secs.max(0))),
         None => SignedDuration::try_from(default_duration).unwrap_or(SignedDuration::MAX),
     };
-    match renewed.checked_add(duration) {
-        Ok(expires) if expires <= now => Action::TakeOver,
-        // Not expired, or so far in the future that it does not fit a timestamp.
-        _ => Action::Wait,
+    // Not expired, or so far in the future that it does not fit a timestamp: wait.
+    let Ok(expires) = renewed.checked_add(duration) else {
+        return Action::Wait;
+    };
+    let due = match fresh_since {
+        Some(since) if *renewed < since => expires.checked_add(duration).ok(),
+        _ => Some(expires),
+    };
+    if due.is_some_and(|t| t <= now) {
+        Action::TakeOver
+    } else {
+        Action::Wait
     }
 }
 
@@ -166,6 +207,8 @@ async fn run(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // While we lead: when our last successful write started.
     let mut last_renew: Option<Instant> = None;
+    // Until we first lead: since when we follow (spawned once every watch has synced).
+    let mut fresh_since = Some(Timestamp::now());
 
     loop {
         // While leading, the moment we stop believing it unless renewed before.
@@ -188,10 +231,11 @@ async fn run(
         let outcome = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            r = tokio::time::timeout_at(attempt_deadline, round(&api, &config)) => r,
+            r = tokio::time::timeout_at(attempt_deadline, round(&api, &config, fresh_since)) => r,
         };
         match outcome {
             Ok(Ok(Round::Leading)) => {
+                fresh_since = None;
                 if last_renew.is_none() {
                     tracing::info!(%lease, identity, "became leader");
                 }
@@ -249,7 +293,11 @@ fn is_status(error: &kube::Error, code: u16) -> bool {
 }
 
 /// One round: read the Lease (creating it when absent), decide, write.
-async fn round(api: &Api<Lease>, config: &LeaseConfig) -> Result<Round, kube::Error> {
+async fn round(
+    api: &Api<Lease>,
+    config: &LeaseConfig,
+    fresh_since: Option<Timestamp>,
+) -> Result<Round, kube::Error> {
     let now = Timestamp::now();
     let lease = match api.get_opt(&config.name).await? {
         Some(lease) => lease,
@@ -279,12 +327,15 @@ async fn round(api: &Api<Lease>, config: &LeaseConfig) -> Result<Round, kube::Er
     };
 
     let mut lease = lease;
-    let action = decide(
-        lease.spec.as_ref(),
-        &config.identity,
-        now,
-        config.lease_duration,
-    );
+    let action = match fresh_since {
+        Some(since) => decide_fresh(lease.spec.as_ref(), now, config.lease_duration, since),
+        None => decide(
+            lease.spec.as_ref(),
+            &config.identity,
+            now,
+            config.lease_duration,
+        ),
+    };
     let spec = lease.spec.get_or_insert_with(Default::default);
     match action {
         Action::Wait => {

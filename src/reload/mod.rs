@@ -28,12 +28,14 @@ pub mod alerts;
 mod jobs;
 pub mod lease;
 pub mod queue;
+mod witness;
 mod writes;
 
 pub use affected::{Effect, affected};
 use alerts::Alerts;
 use jobs::JobCreates;
 use queue::{Pace, Pending, Pushed, Reasons, ReloadQueue};
+use witness::{Drift, Witness};
 pub use writes::{WRITE_TIMEOUT, api_resource};
 use writes::{Writer, describe, now_rfc3339, object_ref, short_error};
 
@@ -75,12 +77,26 @@ pub struct Reloader {
     alerts: Option<Alerts>,
     /// `--webhook-url`: call it instead of rolling.
     instead_of_rolling: Option<Alerts>,
+    /// Where a follower's decisions go: they are not the metrics' (the leader reports its own).
+    unreported: Metrics,
 }
 
 /// The cluster-wide pacing and kreload's rollouts in progress (the stamp each was rolled to).
 struct Pacing {
     pace: Pace,
     rolling: HashMap<WorkloadId, (Instant, String)>,
+}
+
+/// Whether a due item is done already. A roll is owed until the workload carries the current
+/// hash: an accounted hash equal to it may have been computed after the consumed-data change
+/// this roll is for had reached the store (its event still queued behind the accounting), and
+/// must not swallow the roll. Accounting is owed until the baseline is the current hash.
+fn nothing_owed(roll: bool, stamp: Option<&str>, baseline: Option<&str>, current: &str) -> bool {
+    if roll {
+        stamp == Some(current)
+    } else {
+        baseline == Some(current)
+    }
 }
 
 /// What one due item did.
@@ -113,6 +129,7 @@ impl Reloader {
             jobs: Mutex::default(),
             alerts: None,
             instead_of_rolling: None,
+            unreported: Metrics::default(),
         }
     }
 
@@ -166,18 +183,20 @@ impl Reloader {
             && self.namespaces.is_watched(&w.id.namespace)
     }
 
-    /// Workloads whose baseline (with the current key) differs from the current hash: changes
-    /// made while no leader was rolling. Unstamped and foreign-stamped ones are left alone, and
-    /// so are those this replica has queued (it saw their changes while following, and knows
-    /// which to roll and which only to account for).
-    fn startup_drift(&self, queue: &ReloadQueue) -> Vec<WorkloadId> {
+    /// Workloads whose baseline (with the current key) differs from the current hash, with
+    /// that baseline and their stamp: changes made while no leader was rolling. Unstamped and
+    /// foreign-stamped ones are left alone.
+    fn startup_drift(&self) -> Drift {
         self.index
             .all()
             .into_iter()
             .filter(|w| self.acts_on(w))
-            .filter(|w| !queue.contains(&w.id))
-            .filter(|w| self.drifted(w))
-            .map(|w| w.id.clone())
+            .filter_map(|w| match (self.baseline(&w), self.current_stamp(&w)) {
+                (Some(baseline), Some(current)) if baseline != current => {
+                    Some((w.id.clone(), Some(baseline.to_owned()), w.stamp.clone()))
+                }
+                _ => None,
+            })
             .collect()
     }
 
@@ -215,7 +234,7 @@ impl Reloader {
             return Ok(Done::Nothing);
         };
         let baseline = self.baseline(&w);
-        if baseline == Some(stamp.as_str()) {
+        if nothing_owed(pending.roll, w.stamp.as_deref(), baseline, &stamp) {
             if pending.roll {
                 self.metrics.skipped(SkipReason::AlreadyCurrent);
             }
@@ -491,26 +510,38 @@ impl Reloader {
             rolling: HashMap::new(),
         };
         let mut leading = false;
+        let mut witness = Witness::following(self.startup_drift());
         loop {
             if *leader.borrow_and_update() != leading {
                 leading = !leading;
                 self.metrics.set_leader(leading);
-                if leading && self.instead_of_rolling.is_none() {
-                    let drift = self.startup_drift(&queue);
-                    tracing::info!(
-                        workloads = drift.len(),
-                        "leading: rolling workloads whose config changed while nobody was rolling"
-                    );
-                    let now = Instant::now();
-                    for id in drift {
-                        queue.push(id, Reasons::new(), now);
+                if leading {
+                    if self.instead_of_rolling.is_none() {
+                        // Drift that a consumed-data change caused (or whose cause this replica
+                        // cannot know) rolls; drift from changes skipped on purpose is accounted.
+                        let plan = witness.plan(self.startup_drift());
+                        let rolls = plan.iter().filter(|(_, roll)| *roll).count();
+                        tracing::info!(
+                            workloads = rolls,
+                            accounted = plan.len() - rolls,
+                            "leading: rolling workloads whose config changed while nobody was rolling"
+                        );
+                        let now = Instant::now();
+                        for (id, roll) in plan {
+                            if roll {
+                                queue.push(id, Reasons::new(), now);
+                            } else {
+                                queue.push_account(id, now);
+                            }
+                        }
                     }
                     pauses.extend(self.paused_deployments());
                 } else {
-                    // The queue stays: what this replica saw while leading or following is what
-                    // it acts on if it leads again (each item is re-derived from the cluster's
-                    // state then, so a stale one does nothing).
+                    // What is still queued is drift the next leader finds; if that is this
+                    // replica again, drift there now counts as of unknown cause (it rolls).
+                    queue.clear();
                     pauses.clear();
+                    witness = Witness::following(self.startup_drift());
                 }
             }
             let jobs_due = self.jobs.lock().next_due();
@@ -533,15 +564,24 @@ impl Reloader {
             tokio::select! {
                 change = changes.recv() => {
                     let Some(change) = change else { break };
-                    // A follower queues changes too (and never pops them): if it takes over, it
-                    // knows which of the changes made since it started roll and which are only
-                    // accounted for, where the start-up comparison alone could not tell.
+                    if !leading {
+                        // A follower sees every change as the leader does, and remembers which
+                        // workloads a consumed-data change would have rolled: if it takes over,
+                        // it rolls only that drift (docs/operations.md).
+                        let seen = affected(&change, &self.index, self.stamper.filters(),
+                            &self.namespaces, &self.settings, &self.unreported);
+                        for (id, effect) in seen {
+                            let current = self.index.get(&id).and_then(|w| self.current_stamp(&w));
+                            witness.saw(id, &effect, current);
+                        }
+                        continue;
+                    }
                     let now = Instant::now();
                     let effects = self.affected(&change);
                     if let Some(webhook) = &self.instead_of_rolling {
                         // Reloader's --webhook-url: one call per change that would roll
-                        // something (by the leader), and no roll ever.
-                        if leading && effects.iter().any(|(_, e)| matches!(e, Effect::Roll(_))) {
+                        // something, and no roll ever.
+                        if effects.iter().any(|(_, e)| matches!(e, Effect::Roll(_))) {
                             tracing::info!(namespace = %change.namespace, config = %change.id, "calling --webhook-url instead of rolling");
                             webhook.send(upgrade_webhook_payload());
                         }
@@ -550,8 +590,8 @@ impl Reloader {
                     for (id, effect) in effects {
                         match effect {
                             Effect::Roll(reasons) => match queue.push(id, reasons, now) {
-                                Pushed::Merged if leading => self.metrics.coalesced(),
-                                Pushed::Deferred if leading => self.metrics.deferred(),
+                                Pushed::Merged => self.metrics.coalesced(),
+                                Pushed::Deferred => self.metrics.deferred(),
                                 _ => {}
                             },
                             Effect::Account => {
@@ -563,11 +603,13 @@ impl Reloader {
                 Some(id) = new_workloads.recv() => {
                     // A workload the watch just found (created moments ago, or while a watch
                     // re-listed): a change it missed before it was indexed rolls it now.
-                    let drifted = self
-                        .index
-                        .get(&id)
-                        .is_some_and(|w| self.acts_on(&w) && self.drifted(&w));
-                    if drifted && self.instead_of_rolling.is_none() && !queue.contains(&id) {
+                    let Some(w) = self.index.get(&id).filter(|w| self.acts_on(w) && self.drifted(w)) else {
+                        continue;
+                    };
+                    if !leading {
+                        // The leader rolls it; if it dies first, this replica will.
+                        witness.found(id, self.baseline(&w).map(str::to_owned));
+                    } else if self.instead_of_rolling.is_none() && !queue.contains(&id) {
                         tracing::info!(workload = %id, "its config changed before it was indexed; rolling it");
                         queue.push(id, Reasons::new(), Instant::now());
                     }

@@ -218,6 +218,11 @@ impl ReloadQueue {
         self.pending.is_empty()
     }
 
+    /// Drops everything pending (on losing leadership: the next leader finds it as drift).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
     /// Whether something is pending for a workload.
     pub fn contains(&self, id: &WorkloadId) -> bool {
         self.pending.contains_key(id)

@@ -242,3 +242,34 @@ fn event_notes_fit_the_api_limit() {
     let exact = "a".repeat(1024);
     assert_eq!(fit_note(exact.clone()), exact);
 }
+
+#[test]
+fn an_accounted_hash_never_swallows_a_roll() {
+    // Accounting for an annotation edit read the store after a data change had reached it, so
+    // the accounted hash is already the current one; the data change's roll is still owed.
+    assert!(!nothing_owed(
+        true,
+        Some("v2.k.old"),
+        Some("v2.k.new"),
+        "v2.k.new"
+    ));
+    assert!(nothing_owed(
+        true,
+        Some("v2.k.new"),
+        Some("v2.k.new"),
+        "v2.k.new"
+    ));
+    // Accounting is done once the baseline (accounted hash, else stamp) is current.
+    assert!(nothing_owed(
+        false,
+        Some("v2.k.old"),
+        Some("v2.k.new"),
+        "v2.k.new"
+    ));
+    assert!(!nothing_owed(
+        false,
+        Some("v2.k.old"),
+        Some("v2.k.old"),
+        "v2.k.new"
+    ));
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::RwLock;
 
 use crate::domain::config::{ConfigId, ConfigKind};
-use crate::domain::entry::{ConfigEntry, ConfigView, Namespace};
+use crate::domain::entry::{ConfigEntry, ConfigView, KeyNames, Namespace};
 
 /// A difference found by a re-list: namespace, config, entry before, entry after.
 pub type Changed = (
@@ -20,15 +20,53 @@ pub type Changed = (
 );
 
 /// Configs by namespace.
-#[derive(Default)]
 pub struct DigestStore {
-    namespaces: RwLock<HashMap<String, Namespace>>,
+    inner: RwLock<Inner>,
     synced: [AtomicBool; 2],
+    /// Whether entries keep their labels: only a resource label selector reads them, and a
+    /// config's labels take about as much memory as the rest of its entry.
+    keep_labels: bool,
+}
+
+impl Default for DigestStore {
+    fn default() -> Self {
+        DigestStore {
+            inner: RwLock::default(),
+            synced: Default::default(),
+            keep_labels: true,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    namespaces: HashMap<String, Namespace>,
+    /// Key names shared by every entry held (entries come in with names of their own).
+    names: KeyNames,
 }
 
 impl DigestStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose entries keep no labels, for when no rule reads them (no resource label
+    /// selector): entries read from it have empty labels.
+    pub fn without_labels() -> Self {
+        DigestStore {
+            keep_labels: false,
+            ..Self::default()
+        }
+    }
+
+    /// What the store keeps of an entry: key names shared, labels only if kept.
+    fn admit(&self, names: &mut KeyNames, entry: Arc<ConfigEntry>) -> Arc<ConfigEntry> {
+        if self.keep_labels || entry.labels.is_empty() {
+            return names.share(entry);
+        }
+        let mut owned = Arc::unwrap_or_clone(entry);
+        owned.labels = BTreeMap::new();
+        Arc::new(names.share_owned(owned))
     }
 
     /// Records a config; returns the previous entry.
@@ -38,15 +76,30 @@ impl DigestStore {
         id: ConfigId,
         entry: Arc<ConfigEntry>,
     ) -> Option<Arc<ConfigEntry>> {
-        let mut namespaces = self.namespaces.write();
-        namespaces
+        self.upsert_kept(namespace, id, entry).0
+    }
+
+    /// Records a config; returns the previous entry and the one kept (without labels when the
+    /// store drops them), so that a caller compares like with like.
+    pub fn upsert_kept(
+        &self,
+        namespace: &str,
+        id: ConfigId,
+        entry: Arc<ConfigEntry>,
+    ) -> (Option<Arc<ConfigEntry>>, Arc<ConfigEntry>) {
+        let mut inner = self.inner.write();
+        let entry = self.admit(&mut inner.names, entry);
+        let old = inner
+            .namespaces
             .entry(namespace.to_owned())
             .or_default()
-            .insert(id, entry)
+            .insert(id, entry.clone());
+        (old, entry)
     }
 
     pub fn remove(&self, namespace: &str, id: &ConfigId) -> Option<Arc<ConfigEntry>> {
-        let mut namespaces = self.namespaces.write();
+        let mut inner = self.inner.write();
+        let namespaces = &mut inner.namespaces;
         let ns = namespaces.get_mut(namespace)?;
         let old = ns.remove(id);
         if ns.is_empty() {
@@ -63,7 +116,8 @@ impl DigestStore {
         scope: Option<&str>,
         fresh: Vec<(String, String, ConfigEntry)>,
     ) -> Vec<Changed> {
-        let mut namespaces = self.namespaces.write();
+        let mut inner = self.inner.write();
+        let Inner { namespaces, names } = &mut *inner;
         let mut old: HashMap<(String, ConfigId), Arc<ConfigEntry>> = HashMap::new();
         for (namespace, ns) in namespaces.iter_mut() {
             if scope.is_some_and(|only| only != namespace) {
@@ -78,7 +132,11 @@ impl DigestStore {
         let mut changed = Vec::new();
         for (namespace, name, entry) in fresh {
             let id = ConfigId::new(kind, name);
-            let entry = Arc::new(entry);
+            let mut entry = entry;
+            if !self.keep_labels {
+                entry.labels = BTreeMap::new();
+            }
+            let entry = Arc::new(names.share_owned(entry));
             let before = old.remove(&(namespace.clone(), id.clone()));
             if before.as_deref() != Some(&entry) {
                 changed.push((namespace.clone(), id.clone(), before, Some(entry.clone())));
@@ -94,28 +152,29 @@ impl DigestStore {
     }
 
     pub fn get(&self, namespace: &str, id: &ConfigId) -> Option<Arc<ConfigEntry>> {
-        let namespaces = self.namespaces.read();
-        namespaces.get(namespace)?.get(id).cloned()
+        let inner = self.inner.read();
+        inner.namespaces.get(namespace)?.get(id).cloned()
     }
 
     /// Runs `f` over a read view of one namespace. Keep `f` short and free of I/O.
     pub fn with_namespace<R>(&self, namespace: &str, f: impl FnOnce(&dyn ConfigView) -> R) -> R {
         static EMPTY: Namespace = BTreeMap::new();
-        let namespaces = self.namespaces.read();
-        f(namespaces.get(namespace).unwrap_or(&EMPTY))
+        let inner = self.inner.read();
+        f(inner.namespaces.get(namespace).unwrap_or(&EMPTY))
     }
 
     /// Number of configs held, by kind.
     pub fn len(&self, kind: ConfigKind) -> usize {
-        let namespaces = self.namespaces.read();
-        namespaces
+        let inner = self.inner.read();
+        inner
+            .namespaces
             .values()
             .map(|ns| ns.keys().filter(|id| id.kind == kind).count())
             .sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.namespaces.read().is_empty()
+        self.inner.read().namespaces.is_empty()
     }
 
     pub fn mark_synced(&self, kind: ConfigKind) {

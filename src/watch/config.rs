@@ -184,9 +184,9 @@ pub async fn run<K: ConfigKindMarker>(
                 metrics.watch_event(K::KIND.as_str());
                 let namespace = obj.metadata.namespace.clone().unwrap_or_default();
                 let id = obj.id();
-                let entry = Arc::new(obj.entry(&names));
-                let old = store.upsert(&namespace, id.clone(), entry.clone());
-                report(&namespace, &id, old, Some(entry));
+                let (old, kept) =
+                    store.upsert_kept(&namespace, id.clone(), Arc::new(obj.entry(&names)));
+                report(&namespace, &id, old, Some(kept));
             }
             watcher::Event::Delete(obj) => {
                 metrics.watch_event(K::KIND.as_str());

@@ -303,14 +303,15 @@ pub struct Kreload {
 }
 
 impl Kreload {
-    // The child is kept in the returned handle and waited for in `stop` (or exits with the test
-    // process when its stdin closes), which the lint cannot see.
     pub fn start(extra: &[&str]) -> Kreload {
         Self::start_with_env(extra, &[])
     }
 
-    /// As [`Kreload::start`], with these environment variables set for kreload. Its log may be
-    /// text or JSON (`--log-format json`).
+    /// As [`Kreload::start`], with `env` set for the child (an older build ignores a variable
+    /// it does not know, where it would refuse an unknown flag). Its log may be text or JSON
+    /// (`--log-format json`).
+    // The child is kept in the returned handle and waited for in `stop` (or exits with the test
+    // process when its stdin closes), which the lint cannot see.
     #[allow(clippy::zombie_processes)]
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Kreload {
         let log = std::env::temp_dir().join(format!(

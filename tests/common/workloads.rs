@@ -76,6 +76,48 @@ pub fn kreload_with_env(
     Running(Kreload::start_with_env(&args, env))
 }
 
+/// Registers a minimal `rollouts.argoproj.io` CRD (idempotent) and waits until it is served.
+pub async fn ensure_rollout_crd(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "rollouts.argoproj.io"},
+        "spec": {
+            "group": "argoproj.io", "scope": "Namespaced",
+            "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "listKind": "RolloutList"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "subresources": {"status": {}}}]
+        }
+    });
+    crds.patch(
+        "rollouts.argoproj.io",
+        &PatchParams::apply("kreload-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the Rollout CRD");
+    wait_for(
+        "the Rollout CRD to be established",
+        Duration::from_secs(30),
+        || async {
+            let c = crds.get("rollouts.argoproj.io").await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
+    let rollouts: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &Kind::Rollout.resource());
+    wait_for("Rollouts to be served", Duration::from_secs(30), || async {
+        rollouts.list(&ListParams::default()).await.ok().map(|_| ())
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Configs
 
@@ -261,48 +303,6 @@ pub fn workload(
                      "strategy": {"canary": {}}}
         }),
     }
-}
-
-/// Registers a minimal `rollouts.argoproj.io` CRD (idempotent) and waits until it is served.
-pub async fn ensure_rollout_crd(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "rollouts.argoproj.io"},
-        "spec": {
-            "group": "argoproj.io", "scope": "Namespaced",
-            "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "listKind": "RolloutList"},
-            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                "subresources": {"status": {}}}]
-        }
-    });
-    crds.patch(
-        "rollouts.argoproj.io",
-        &PatchParams::apply("kreload-e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply the Rollout CRD");
-    wait_for(
-        "the Rollout CRD to be established",
-        Duration::from_secs(30),
-        || async {
-            let c = crds.get("rollouts.argoproj.io").await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        },
-    )
-    .await;
-    let rollouts: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &Kind::Rollout.resource());
-    wait_for("Rollouts to be served", Duration::from_secs(30), || async {
-        rollouts.list(&ListParams::default()).await.ok().map(|_| ())
-    })
-    .await;
 }
 
 /// A one-replica Deployment.

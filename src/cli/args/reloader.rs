@@ -335,40 +335,16 @@ impl ReloaderArgs {
 }
 
 impl RunArgs {
-    /// `--namespace-selector` in Kubernetes syntax (Reloader's list and legacy forms read).
-    pub fn namespace_selector(&self) -> Option<String> {
-        Some(from_reloader_flags(&self.namespace_selector)).filter(|s| !s.is_empty())
-    }
-
-    /// `--resource-label-selector` in Kubernetes syntax (Reloader's list and legacy forms read).
-    pub fn resource_label_selector(&self) -> Option<String> {
-        Some(from_reloader_flags(&self.resource_label_selector)).filter(|s| !s.is_empty())
-    }
-
     /// The namespaces to act in: `--namespaces`, else Reloader's `KUBERNETES_NAMESPACE`, else
     /// none (all namespaces).
     pub fn watch_namespaces(&self) -> Vec<String> {
-        let given: Vec<String> = self
-            .namespaces
-            .iter()
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty())
-            .collect();
-        if !given.is_empty() {
-            return given;
-        }
-        self.reloader
-            .kubernetes_namespace
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(|n| vec![n.to_owned()])
-            .unwrap_or_default()
+        self.filters
+            .watch_namespaces(self.reloader.kubernetes_namespace.as_deref())
     }
 
     /// `--ignored-workload-types`, plus `rollouts` under Reloader's `--is-Argo-Rollouts=false`.
     pub fn ignored_workload_types(&self) -> Vec<String> {
-        let mut kinds = self.ignored_workload_types.clone();
+        let mut kinds = self.filters.ignored_workload_types.clone();
         if self.reloader.is_argo_rollouts == Some(false) {
             kinds.push("rollouts".into());
         }
@@ -451,7 +427,7 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
             Info,
             "--is-Argo-Rollouts=false: Argo Rollouts are neither stamped nor rolled, as with Reloader (without the flag kreload rolls opted-in Rollouts whenever their CRD is served)".into(),
         ),
-        Some(true) if args.ignored_workload_types.iter().any(|k| k.eq_ignore_ascii_case("rollouts")) => say(
+        Some(true) if args.filters.ignored_workload_types.iter().any(|k| k.eq_ignore_ascii_case("rollouts")) => say(
             "--is-Argo-Rollouts",
             Info,
             "--is-Argo-Rollouts=true: no effect: --ignored-workload-types lists rollouts".into(),
@@ -559,7 +535,7 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
         .as_deref()
         .filter(|n| !n.trim().is_empty())
     {
-        let given = args.namespaces.iter().any(|n| !n.trim().is_empty());
+        let given = args.filters.namespaces.iter().any(|n| !n.trim().is_empty());
         say(
             "KUBERNETES_NAMESPACE",
             Info,
@@ -586,8 +562,11 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
         );
     }
     for (flag, values) in [
-        ("--namespace-selector", &args.namespace_selector),
-        ("--resource-label-selector", &args.resource_label_selector),
+        ("--namespace-selector", &args.filters.namespace_selector),
+        (
+            "--resource-label-selector",
+            &args.filters.resource_label_selector,
+        ),
     ] {
         let joined = values.join(",");
         let read = from_reloader_flags(values);
@@ -600,6 +579,7 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
         }
     }
     let ignored: Vec<String> = args
+        .filters
         .resources_to_ignore
         .iter()
         .map(|r| r.to_ascii_lowercase())

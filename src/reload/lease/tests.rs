@@ -117,3 +117,44 @@ fn trust_ends_one_renew_period_before_expiry() {
     c.renew_every = Duration::from_secs(20);
     assert_eq!(c.trust_for(), Duration::ZERO);
 }
+
+#[test]
+fn a_fresh_candidate_takes_over_at_once_only_a_lease_it_saw_alive() {
+    let s = spec(Some("other"), Some(0), Some(15));
+    // Following since before the holder's last renewal: it saw every change; at expiry.
+    assert_eq!(
+        decide_fresh(Some(&s), ts(15), DEFAULT, ts(-10)),
+        Action::TakeOver
+    );
+    // Started after it: one lease duration more, for a replica that saw the gap.
+    assert_eq!(decide_fresh(Some(&s), ts(16), DEFAULT, ts(5)), Action::Wait);
+    assert_eq!(decide_fresh(Some(&s), ts(29), DEFAULT, ts(5)), Action::Wait);
+    assert_eq!(
+        decide_fresh(Some(&s), ts(30), DEFAULT, ts(5)),
+        Action::TakeOver
+    );
+    // Not expired: wait, as anyone.
+    assert_eq!(
+        decide_fresh(Some(&s), ts(14), DEFAULT, ts(-10)),
+        Action::Wait
+    );
+    // Free or released: at once.
+    assert_eq!(decide_fresh(None, ts(0), DEFAULT, ts(5)), Action::TakeOver);
+    let released = spec(Some(""), Some(0), Some(15));
+    assert_eq!(
+        decide_fresh(Some(&released), ts(1), DEFAULT, ts(5)),
+        Action::TakeOver
+    );
+}
+
+#[test]
+fn a_fresh_process_does_not_renew_its_predecessors_lease() {
+    // The same identity, held by an earlier process that died after renewing at 0.
+    let s = spec(Some("me"), Some(0), Some(15));
+    assert_eq!(decide(Some(&s), "me", ts(1), DEFAULT), Action::Renew);
+    assert_eq!(decide_fresh(Some(&s), ts(1), DEFAULT, ts(5)), Action::Wait);
+    assert_eq!(
+        decide_fresh(Some(&s), ts(30), DEFAULT, ts(5)),
+        Action::TakeOver
+    );
+}

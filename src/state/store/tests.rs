@@ -121,3 +121,49 @@ fn synced_only_after_both_kinds() {
     store.mark_synced(ConfigKind::Secret);
     assert!(store.is_synced());
 }
+
+#[test]
+fn a_store_without_labels_drops_them_and_keeps_the_rest() {
+    let labelled = |k: &str| ConfigEntry {
+        labels: [("team".to_string(), "a".to_string())].into(),
+        ..entry(&[(k, "1")])
+    };
+    let id = |n: &str| ConfigId::new(ConfigKind::ConfigMap, n);
+    let store = DigestStore::without_labels();
+    store.upsert("a", id("x"), Arc::new(labelled("k")));
+    store.replace_kind(
+        ConfigKind::Secret,
+        None,
+        vec![("a".into(), "y".into(), labelled("k"))],
+    );
+    let x = store.get("a", &id("x")).unwrap();
+    let y = store
+        .get("a", &ConfigId::new(ConfigKind::Secret, "y"))
+        .unwrap();
+    assert!(x.labels.is_empty() && y.labels.is_empty());
+    assert_eq!(x.keys, entry(&[("k", "1")]).keys);
+    // The default store keeps them (a resource label selector reads them).
+    let store = DigestStore::new();
+    store.upsert("a", id("x"), Arc::new(labelled("k")));
+    assert_eq!(store.get("a", &id("x")).unwrap().labels["team"], "a");
+}
+
+#[test]
+fn a_store_without_labels_hands_back_what_it_keeps() {
+    let store = DigestStore::without_labels();
+    let mut labelled = entry(&[("a", "1")]);
+    labelled.labels = [("team".to_string(), "x".to_string())].into();
+    let (old, kept) = store.upsert_kept(
+        "ns",
+        ConfigId::new(ConfigKind::ConfigMap, "c"),
+        Arc::new(labelled.clone()),
+    );
+    assert!(old.is_none() && kept.labels.is_empty());
+    // The same object again: what is kept equals what was kept, so no change is reported.
+    let (old, kept) = store.upsert_kept(
+        "ns",
+        ConfigId::new(ConfigKind::ConfigMap, "c"),
+        Arc::new(labelled),
+    );
+    assert_eq!(old.as_deref(), Some(kept.as_ref()));
+}

@@ -66,13 +66,22 @@ fn reloaders_full_flag_set_parses() {
     let a = parse(RELOADER_FLAGS);
     assert_eq!(a.log_format, LogFormat::Json);
     assert_eq!(a.log_level, "warning");
-    assert!(a.auto_reload_all && a.reload_on_create && a.reload_on_delete && a.enable_ha);
-    assert_eq!(a.resources_to_ignore, ["secrets"]);
+    assert!(a.filters.auto_reload_all && a.reload_on_create && a.reload_on_delete && a.enable_ha);
+    assert_eq!(a.filters.resources_to_ignore, ["secrets"]);
     assert_eq!(a.ignored_workload_types(), ["jobs", "cronjobs"]);
-    assert_eq!(a.namespaces_to_ignore, ["kube-system", "kube-public"]);
+    assert_eq!(
+        a.filters.namespaces_to_ignore,
+        ["kube-system", "kube-public"]
+    );
     assert_eq!(a.watch_namespaces(), ["team-a", "team-b"]);
-    assert_eq!(a.namespace_selector().unwrap(), "team=platform,reloader");
-    assert_eq!(a.resource_label_selector().unwrap(), "reload=enabled");
+    assert_eq!(
+        a.filters.namespace_selector().unwrap(),
+        "team=platform,reloader"
+    );
+    assert_eq!(
+        a.filters.resource_label_selector().unwrap(),
+        "reload=enabled"
+    );
     let r = &a.reloader;
     assert_eq!(r.is_argo_rollouts, Some(true));
     assert_eq!(r.reload_strategy, Some(ReloadStrategy::Annotations));
@@ -200,8 +209,8 @@ fn go_booleans_and_bare_flags() {
     assert!(parse(&["--reload-on-create", "true"]).reload_on_create);
     assert!(!parse(&["--reload-on-create", "false"]).reload_on_create);
     assert!(parse(&["--enable-ha"]).enable_ha);
-    assert!(parse(&["--auto-reload-all=T"]).auto_reload_all);
-    assert!(!parse(&[]).auto_reload_all);
+    assert!(parse(&["--auto-reload-all=T"]).filters.auto_reload_all);
+    assert!(!parse(&[]).filters.auto_reload_all);
     let err = run_args(&["--reload-on-create=yes"])
         .unwrap_err()
         .to_string();
@@ -228,11 +237,14 @@ fn lists_repeat_and_split_on_commas() {
         "--resource-label-selector=app=*",
     ]);
     assert_eq!(a.watch_namespaces(), ["a", "b", "c"]);
-    assert_eq!(a.namespaces_to_ignore, ["x", "y", "z"]);
-    assert_eq!(a.ignored_workload_types, ["jobs", "cronjobs"]);
-    assert_eq!(a.namespace_selector().unwrap(), "team=a,env in (prod,dev)");
-    assert_eq!(a.resource_label_selector().unwrap(), "app");
-    assert_eq!(parse(&[]).namespace_selector(), None);
+    assert_eq!(a.filters.namespaces_to_ignore, ["x", "y", "z"]);
+    assert_eq!(a.filters.ignored_workload_types, ["jobs", "cronjobs"]);
+    assert_eq!(
+        a.filters.namespace_selector().unwrap(),
+        "team=a,env in (prod,dev)"
+    );
+    assert_eq!(a.filters.resource_label_selector().unwrap(), "app");
+    assert_eq!(parse(&[]).filters.namespace_selector(), None);
 }
 
 #[test]

@@ -1,0 +1,103 @@
+//! The no-op mutating webhook that pod creation is compared with: the scale benchmark's own
+//! binary started again (`KRELOAD_SCALE_ROLE=noop-webhook`), in a process of its own as kreload
+//! is, serving over kreload's TLS and HTTP stack (`serve_tls`: rustls, hyper, the same limits) an
+//! answer that allows every review without a patch. It reads only `request.uid`, the least a
+//! webhook must read to answer, so kreload is compared with the cheapest webhook there can be.
+//!
+//! It prints `port <n>` and `ca <base64 of the CA's PEM>` on stdout, answers `GET /count` with
+//! the number of reviews answered, and exits when its stdin closes.
+
+use std::borrow::Cow;
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use base64::Engine;
+use kreload::admission::server::{Limits, serve_tls};
+use kreload::admission::tls::{CertResolver, GeneratedCerts, server_config};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Review<'a> {
+    #[serde(borrow)]
+    request: Request<'a>,
+}
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+}
+
+async fn admit(State(served): State<Arc<AtomicU64>>, body: Bytes) -> impl IntoResponse {
+    let Ok(review) = serde_json::from_slice::<Review>(&body) else {
+        return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
+    };
+    served.fetch_add(1, Ordering::Relaxed);
+    let answer = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": review.request.uid, "allowed": true}
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&answer).unwrap(),
+    )
+        .into_response()
+}
+
+pub fn main() {
+    // Sized as `kreload run` is (a multi-threaded runtime, one worker per core).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let certs = GeneratedCerts::generate(
+            &["127.0.0.1".into(), "localhost".into()],
+            Duration::from_secs(24 * 3600),
+        )
+        .unwrap();
+        let resolver = CertResolver::new(certs.certified_key().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let served = Arc::new(AtomicU64::new(0));
+        let count = served.clone();
+        let router = Router::new()
+            .route("/admit", post(admit))
+            .route(
+                "/count",
+                get(move || async move { count.load(Ordering::Relaxed).to_string() }),
+            )
+            .with_state(served);
+        let mut out = std::io::stdout();
+        writeln!(out, "port {}", listener.local_addr().unwrap().port()).unwrap();
+        writeln!(
+            out,
+            "ca {}",
+            base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem)
+        )
+        .unwrap();
+        out.flush().unwrap();
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+            }
+        });
+        serve_tls(
+            listener,
+            server_config(resolver),
+            router,
+            Limits::default(),
+            async move {
+                let _ = stdin_closed.await;
+            },
+        )
+        .await;
+    });
+}
