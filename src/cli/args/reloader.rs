@@ -257,20 +257,19 @@ impl AnnotationNameArgs {
 /// Reloader's alert settings: its environment variables, and the same as flags.
 #[derive(Args, Debug, Clone, Default)]
 pub struct AlertArgs {
-    /// Reloader: send an alert on every reload. Accepted; not yet acting.
+    /// Send an alert on every roll (needs `--alert-webhook-url`), as Reloader does.
     #[arg(long, env = "ALERT_ON_RELOAD", value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub alert_on_reload: Option<bool>,
-    /// Reloader: slack, teams, gchat or webhook (any other value: webhook). Accepted; not yet
-    /// acting.
+    /// slack, teams, gchat or webhook (any other value: webhook), as Reloader.
     #[arg(long, env = "ALERT_SINK", value_parser = alert_sink)]
     pub alert_sink: Option<AlertSinkArg>,
-    /// Reloader: where alerts are posted. Accepted; not yet acting. Never logged.
+    /// Where alerts are posted. Never logged.
     #[arg(long, env = "ALERT_WEBHOOK_URL", value_parser = HttpUrlParser, hide_env_values = true)]
     pub alert_webhook_url: Option<HttpUrl>,
-    /// Reloader: an HTTP proxy for alerts. Accepted; not yet acting.
+    /// An HTTP proxy for alerts.
     #[arg(long, env = "ALERT_WEBHOOK_PROXY", value_parser = HttpUrlParser, hide_env_values = true)]
     pub alert_webhook_proxy: Option<HttpUrl>,
-    /// Reloader: text put before every alert (e.g. the cluster's name). Accepted; not yet acting.
+    /// Text put before every alert (e.g. the cluster's name).
     #[arg(long, env = "ALERT_ADDITIONAL_INFO")]
     pub alert_additional_info: Option<String>,
 }
@@ -306,7 +305,7 @@ pub struct ReloaderArgs {
     #[arg(long, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_csi_integration: Option<bool>,
 
-    /// Reloader: call this URL instead of rolling. Accepted; not yet acting (kreload rolls).
+    /// Reloader: call this URL instead of rolling (no roll then), with Reloader's payload.
     #[arg(long, value_parser = HttpUrlParser)]
     pub webhook_url: Option<HttpUrl>,
 
