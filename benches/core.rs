@@ -40,13 +40,13 @@ fn core(c: &mut Criterion) {
         "the pod references every fixture config"
     );
     let auto: Annotations = [("reloader.stakater.com/auto".to_string(), "true".to_string())].into();
-    let auto_policy = parse_workload(&auto, None).value;
+    let auto_policy = parse_workload(&Default::default(), &auto, None).value;
     let list: Annotations = [(
         "configmap.reloader.stakater.com/reload".to_string(),
         "web-config,svc-01[0-9]{2}-config".to_string(),
     )]
     .into();
-    let list_policy = parse_workload(&list, None).value;
+    let list_policy = parse_workload(&Default::default(), &list, None).value;
     assert!(
         list_policy
             .reload_list(ConfigKind::ConfigMap)

@@ -305,6 +305,119 @@ fn chart_passes_flags_that_kreload_accepts() {
     }
 }
 
+#[test]
+fn chart_annotation_names_pass_the_flags_and_select_them_for_validation() {
+    let names = [
+        ("auto", "--auto-annotation", "example.com/auto"),
+        (
+            "configmapAuto",
+            "--configmap-auto-annotation",
+            "example.com/configmap-auto",
+        ),
+        (
+            "secretAuto",
+            "--secret-auto-annotation",
+            "example.com/secret-auto",
+        ),
+        ("search", "--auto-search-annotation", "example.com/search"),
+        ("match", "--search-match-annotation", "example.com/match"),
+        (
+            "configmapReload",
+            "--configmap-annotation",
+            "example.com/configmap",
+        ),
+        ("secretReload", "--secret-annotation", "example.com/secret"),
+        // In Reloader's domain: passed, and selected by the shipped condition already.
+        (
+            "ignore",
+            "--ignore-annotation",
+            "reloader.stakater.com/skip",
+        ),
+        (
+            "pausePeriod",
+            "--pause-deployment-annotation",
+            "example.com/pause-period",
+        ),
+        // Written by kreload, never judged: not selected.
+        (
+            "pausedAt",
+            "--pause-deployment-time-annotation",
+            "example.com/paused-at",
+        ),
+    ];
+    let sets: Vec<String> = names
+        .iter()
+        .map(|(value, _, name)| format!("annotationNames.{value}={name}"))
+        .collect();
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let docs = documents(&helm_template("kreload", &sets));
+    let deployment = docs.iter().find(|d| kind_of(d) == "Deployment").unwrap();
+    let args: Vec<String> = serde_json::from_value(
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+    )
+    .unwrap();
+    for (_, flag, name) in names {
+        assert!(
+            args.contains(&format!("{flag}={name}")),
+            "{flag}={name} not in {args:?}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kreload"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kreload refuses the chart's arguments {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The validating webhook's matchConditions are what local mode registers for the same
+    // names: one definition of the widening, in Rust and in the chart.
+    let got = docs
+        .iter()
+        .find(|d| kind_of(d) == "ValidatingWebhookConfiguration")
+        .unwrap()["webhooks"][0]["matchConditions"]
+        .clone();
+    let annotation_names = kreload::domain::annotations::AnnotationNames {
+        auto: names[0].2.into(),
+        configmap_auto: names[1].2.into(),
+        secret_auto: names[2].2.into(),
+        search: names[3].2.into(),
+        search_match: names[4].2.into(),
+        configmap_reload: names[5].2.into(),
+        secret_reload: names[6].2.into(),
+        ignore: names[7].2.into(),
+        pause_period: names[8].2.into(),
+        paused_at: names[9].2.into(),
+    };
+    let (_, mut want) = kreload::admission::webhooks::shipped();
+    kreload::admission::webhooks::select_annotation_names(&mut want, &annotation_names);
+    let want = serde_json::to_value(&want.webhooks.unwrap()[0].match_conditions).unwrap();
+    assert_eq!(got, want);
+    let expression = got[0]["expression"].as_str().unwrap();
+    assert!(
+        expression.contains("'example.com/auto'")
+            && !expression.contains("example.com/paused-at")
+            && !expression.contains("reloader.stakater.com/skip"),
+        "{expression}"
+    );
+    // A misspelt value is refused by the schema, not ignored.
+    let (ok, _, err) = run(
+        helm(),
+        &[
+            "template",
+            "kreload",
+            "deploy/helm/kreload",
+            "--set",
+            "annotationNames.configmap=example.com/x",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("configmap"), "{err}");
+}
+
 /// Minimal CRDs for cert-manager's Certificate and Issuer (any spec accepted), so the
 /// certificate objects of cert-manager mode pass server-side dry-run: the harness has no
 /// cert-manager.

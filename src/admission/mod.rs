@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::domain::annotations::AnnotationNames;
 use crate::domain::policy::WorkloadPolicy;
 use crate::domain::refs::References;
 use crate::domain::stamper::Stamper;
@@ -37,6 +38,8 @@ pub struct Admission {
     ignored_workloads: BTreeSet<WorkloadKind>,
     /// The user kreload's own writes come as (its ServiceAccount), when known.
     own_user: Option<String>,
+    /// The names of the annotations read (Reloader's `--*-annotation` flags).
+    names: Arc<AnnotationNames>,
 }
 
 impl Admission {
@@ -54,7 +57,14 @@ impl Admission {
             namespaces,
             ignored_workloads,
             own_user: None,
+            names: Arc::default(),
         }
+    }
+
+    /// The names of the annotations read (default: Reloader's).
+    pub fn with_annotation_names(mut self, names: Arc<AnnotationNames>) -> Self {
+        self.names = names;
+        self
     }
 
     /// The user kreload's own writes come as: only those (with its field manager) are its own.
@@ -87,7 +97,7 @@ impl Admission {
             .find_map(|(kind, name)| self.index.policy_of(namespace, kind, &name));
         self.store.with_namespace(namespace, |view| {
             self.stamper
-                .pod_stamp(namespace, view, pod, owner.as_deref())
+                .pod_stamp(&self.names, namespace, view, pod, owner.as_deref())
         })
     }
 }

@@ -78,8 +78,11 @@ impl Admission {
             _ => object(req)?,
         };
         let template = workload.template(kind);
-        let parsed =
-            policy::parse_workload(workload.metadata.annotations(), template.annotations());
+        let parsed = policy::parse_workload(
+            &self.names,
+            workload.metadata.annotations(),
+            template.annotations(),
+        );
         let controlled = workload.metadata.controller().is_some();
         if !rolls(
             kind,

@@ -871,7 +871,7 @@ proptest! {
             auto_reload_all,
         };
         let a = admission_with(store.clone(), filters.clone());
-        let policy = policy::parse_workload(&annotations, None).value;
+        let policy = policy::parse_workload(&Default::default(), &annotations, None).value;
         let expected = store.with_namespace("ns", |view| {
             a.stamper().key().stamp("ns", &crate::domain::trigger::trigger_set(&policy, &refs, view, &filters))
         });
@@ -919,7 +919,7 @@ proptest! {
     ) {
         let a = admission();
         let stamp = |s: Option<&str>| s.map(|s| match s {
-            "current" => a.workload_stamp("ns", &policy::parse_workload(&[("reloader.stakater.com/auto".to_string(), "true".to_string())].into(), None).value, &[(ConfigId::new(ConfigKind::ConfigMap, "app"), Consumption::Keys(["app.conf".to_string()].into()))].into()).unwrap(),
+            "current" => a.workload_stamp("ns", &policy::parse_workload(&Default::default(), &[("reloader.stakater.com/auto".to_string(), "true".to_string())].into(), None).value, &[(ConfigId::new(ConfigKind::ConfigMap, "app"), Consumption::Keys(["app.conf".to_string()].into()))].into()).unwrap(),
             "other" => format!("v1.{}.{}", a.stamper().key().id(), "0".repeat(64)),
             _ => "v1.00000000.aa".to_string(),
         });

@@ -34,12 +34,12 @@ impl Admission {
         let deleting = being_deleted(raw) || old.is_some_and(being_deleted);
         let unchanged = req.operation == "UPDATE"
             && old.is_some_and(|old| {
-                !changes_judged_annotations(&req.kind.group, &req.kind.kind, old, raw)
+                !changes_judged_annotations(&self.names, &req.kind.group, &req.kind.kind, old, raw)
             });
         if own_write || deleting || unchanged {
             return Ok(Verdict::allow());
         }
-        let Some(checked) = check_rules(&req.kind.group, &req.kind.kind, raw) else {
+        let Some(checked) = check_rules(&self.names, &req.kind.group, &req.kind.kind, raw) else {
             return Err(unsupported(req));
         };
         let mut checked = checked.map_err(|why| {
@@ -73,7 +73,7 @@ impl Admission {
                     for name in policy.reload_list(kind).literal_names() {
                         if view.get(&ConfigId::new(kind, name)).is_none() {
                             warnings.push(Warning::NoSuchConfig {
-                                key: policy::reload_key(kind).to_owned(),
+                                key: policy::reload_key(&self.names, kind).to_owned(),
                                 kind,
                                 name: name.to_owned(),
                             });

@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use crate::domain::annotations::{
-    FIELD_MANAGER, MUTATE_PATH, MUTATING_WEBHOOK_CONFIG, VALIDATE_PATH,
+    AnnotationNames, FIELD_MANAGER, MUTATE_PATH, MUTATING_WEBHOOK_CONFIG, RELOADER_DOMAIN,
+    VALIDATE_PATH,
 };
 
 pub const MUTATING_YAML: &str = include_str!("../../webhook-config/mutating.yaml");
@@ -79,6 +80,33 @@ pub fn local(
     mutating.metadata.annotations = None;
     validating.metadata.annotations = None;
     (mutating, validating)
+}
+
+/// The shipped validating webhook's `matchConditions` select objects by a key containing
+/// [`RELOADER_DOMAIN`]; renamed annotations outside that domain must be selected too, or the
+/// validator would never see them. Each such test becomes `(that test || k in [names])`, with
+/// the names sorted, as the chart's template renders it (deploy/helm/kreload/templates/
+/// webhooks.yaml). With Reloader's names nothing changes.
+pub fn select_annotation_names(
+    validating: &mut ValidatingWebhookConfiguration,
+    names: &AnnotationNames,
+) {
+    let outside = names.outside_domain();
+    if outside.is_empty() {
+        return;
+    }
+    let test = format!("k.contains('{RELOADER_DOMAIN}')");
+    let list = outside
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let widened = format!("({test} || k in [{list}])");
+    for w in validating.webhooks.iter_mut().flatten() {
+        for c in w.match_conditions.iter_mut().flatten() {
+            c.expression = c.expression.replace(&test, &widened);
+        }
+    }
 }
 
 /// Creates or updates both configurations (server-side apply under kreload's field manager).
@@ -185,6 +213,39 @@ mod tests {
             Some("https://127.0.0.1:9443/validate")
         );
         assert!(m.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn renamed_annotations_outside_reloaders_domain_are_selected_too() {
+        let expression = |v: &ValidatingWebhookConfiguration| {
+            v.webhooks.as_ref().unwrap()[0]
+                .match_conditions
+                .as_ref()
+                .unwrap()[0]
+                .expression
+                .clone()
+        };
+        let (_, shipped_v) = shipped();
+        let mut v = shipped_v.clone();
+        select_annotation_names(&mut v, &AnnotationNames::default());
+        assert_eq!(v, shipped_v, "Reloader's names: the shipped condition");
+
+        let names = AnnotationNames {
+            auto: "example.com/auto".into(),
+            search: "example.com/search".into(),
+            // In Reloader's domain: selected already.
+            ignore: "reloader.stakater.com/skip".into(),
+            ..AnnotationNames::default()
+        };
+        select_annotation_names(&mut v, &names);
+        let got = expression(&v);
+        let widened = "(k.contains('reloader.stakater.com') || k in ['example.com/auto', 'example.com/search'])";
+        // Object, pod template, CronJob's pod template.
+        assert_eq!(got.matches(widened).count(), 3, "{got}");
+        assert_eq!(
+            got.replace(widened, "k.contains('reloader.stakater.com')"),
+            expression(&shipped_v)
+        );
     }
 
     #[test]

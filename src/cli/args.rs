@@ -68,6 +68,10 @@ pub struct CheckArgs {
     /// Manifest files (YAML or JSON, multi-document; `-` for stdin).
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
+
+    /// The annotation names kreload runs with (Reloader's --*-annotation flags).
+    #[command(flatten)]
+    pub annotation_names: AnnotationNameArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -83,6 +87,10 @@ pub struct ClusterArgs {
     /// As kreload runs: `--auto-reload-all` and the global filters.
     #[command(flatten)]
     pub filters: FilterArgs,
+
+    /// The annotation names kreload runs with (Reloader's --*-annotation flags).
+    #[command(flatten)]
+    pub annotation_names: AnnotationNameArgs,
 }
 
 /// The flags that decide step 1 of the decision rule (and `--auto-reload-all`), for `run`, and

@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use serde::Deserialize;
 
 use crate::cli::args::{CheckArgs, ClusterArgs, ExplainArgs, StatusArgs};
-use crate::domain::annotations::CONFIG_HASH;
+use crate::domain::annotations::{AnnotationNames, CONFIG_HASH};
 use crate::domain::check::check_rules;
 use crate::domain::config::{ConfigId, ConfigKind};
 use crate::domain::decide::{Decision, Step, decide};
@@ -43,16 +43,21 @@ fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map_or("", |(g, _)| g)
 }
 
-fn check_value(v: &serde_json::Value, out: &mut Vec<Finding>, objects: &mut usize) {
+fn check_value(
+    names: &AnnotationNames,
+    v: &serde_json::Value,
+    out: &mut Vec<Finding>,
+    objects: &mut usize,
+) {
     let kind = v["kind"].as_str().unwrap_or_default();
     if kind == "List" || kind.ends_with("List") && v["items"].is_array() {
         for item in v["items"].as_array().into_iter().flatten() {
-            check_value(item, out, objects);
+            check_value(names, item, out, objects);
         }
         return;
     }
     let group = group_of(v["apiVersion"].as_str().unwrap_or_default());
-    let Some(result) = check_rules(group, kind, &v.to_string()) else {
+    let Some(result) = check_rules(names, group, kind, &v.to_string()) else {
         return;
     };
     *objects += 1;
@@ -85,9 +90,9 @@ fn check_value(v: &serde_json::Value, out: &mut Vec<Finding>, objects: &mut usiz
     }
 }
 
-/// Checks every object of a multi-document YAML (or JSON) text; returns the findings and the
-/// number of objects the rules cover.
-pub fn check_text(text: &str) -> Result<(Vec<Finding>, usize), String> {
+/// Checks every object of a multi-document YAML (or JSON) text, with the annotations under
+/// `names`; returns the findings and the number of objects the rules cover.
+pub fn check_text(names: &AnnotationNames, text: &str) -> Result<(Vec<Finding>, usize), String> {
     let mut findings = Vec::new();
     let mut objects = 0;
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -97,7 +102,7 @@ pub fn check_text(text: &str) -> Result<(Vec<Finding>, usize), String> {
             continue;
         }
         let json = serde_json::to_value(&value).map_err(|e| format!("document {}: {e}", i + 1))?;
-        check_value(&json, &mut findings, &mut objects);
+        check_value(names, &json, &mut findings, &mut objects);
     }
     Ok((findings, objects))
 }
@@ -105,6 +110,7 @@ pub fn check_text(text: &str) -> Result<(Vec<Finding>, usize), String> {
 /// `kreload check`: prints each finding as `FILE: KIND/NAME: error|warning: message`; returns
 /// whether no rule was broken.
 pub fn check(args: &CheckArgs) -> anyhow::Result<bool> {
+    let names = args.annotation_names.names().map_err(anyhow::Error::msg)?;
     let mut clean = true;
     let (mut objects, mut errors, mut warnings) = (0, 0, 0);
     for file in &args.files {
@@ -118,7 +124,8 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<bool> {
         } else {
             std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?
         };
-        let (findings, n) = check_text(&text).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+        let (findings, n) =
+            check_text(&names, &text).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
         objects += n;
         for f in findings {
             let severity = if f.error { "error" } else { "warning" };
@@ -155,6 +162,7 @@ fn parse_workload_arg(arg: &str) -> anyhow::Result<(WorkloadKind, String)> {
 
 async fn load_configs<K: ConfigKindMarker>(
     client: &Client,
+    names: &AnnotationNames,
     namespace: Option<&str>,
     store: &DigestStore,
 ) -> anyhow::Result<()> {
@@ -169,16 +177,20 @@ async fn load_configs<K: ConfigKindMarker>(
         .items
     {
         let ns = c.metadata.namespace.clone().unwrap_or_default();
-        store.upsert(&ns, c.id(), Arc::new(c.entry()));
+        store.upsert(&ns, c.id(), Arc::new(c.entry(names)));
     }
     store.mark_synced(K::KIND);
     Ok(())
 }
 
-async fn configs(client: &Client, namespace: Option<&str>) -> anyhow::Result<Arc<DigestStore>> {
+async fn configs(
+    client: &Client,
+    names: &AnnotationNames,
+    namespace: Option<&str>,
+) -> anyhow::Result<Arc<DigestStore>> {
     let store = Arc::new(DigestStore::new());
-    load_configs::<ConfigMapKind>(client, namespace, &store).await?;
-    load_configs::<SecretKind>(client, namespace, &store).await?;
+    load_configs::<ConfigMapKind>(client, names, namespace, &store).await?;
+    load_configs::<SecretKind>(client, names, namespace, &store).await?;
     Ok(store)
 }
 
@@ -283,6 +295,11 @@ fn consumption(c: Option<&Consumption>) -> String {
 /// `kreload explain KIND/NAME -n NS`.
 pub async fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     let (kind, name) = parse_workload_arg(&args.workload)?;
+    let names = args
+        .cluster
+        .annotation_names
+        .names()
+        .map_err(anyhow::Error::msg)?;
     let client = crate::cli::client::client(args.cluster.kubeconfig.as_deref()).await?;
     let obj = dynamic(&client, kind, Some(&args.namespace))
         .get(&name)
@@ -291,12 +308,13 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     let workload: LeanWorkload = lean(&obj)?;
     let template = &pod_template(&client, kind, &workload).await?;
     let parsed = crate::domain::policy::parse_workload(
+        &names,
         workload.metadata.annotations(),
         template.annotations(),
     );
     let policy = parsed.value;
     let refs = template.spec.references();
-    let store = configs(&client, Some(&args.namespace)).await?;
+    let store = configs(&client, &names, Some(&args.namespace)).await?;
     let filters = args.cluster.filters.filters()?;
     let auto_reload_all = filters.auto_reload_all;
     let filtered_out = global_filter_of(&client, &args.cluster, kind, &args.namespace).await?;
@@ -372,12 +390,17 @@ struct StatusRow {
 
 /// `kreload status`.
 pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let names = args
+        .cluster
+        .annotation_names
+        .names()
+        .map_err(anyhow::Error::msg)?;
     let client = crate::cli::client::client(args.cluster.kubeconfig.as_deref()).await?;
     let namespace = (!args.all_namespaces).then_some(args.namespace.as_str());
     let key = crate::cli::client::read_hash_key(client.clone(), &args.cluster.kreload_namespace)
         .await
         .context("is kreload installed? see --kreload-namespace")?;
-    let store = configs(&client, namespace).await?;
+    let store = configs(&client, &names, namespace).await?;
     let stamper = stamper(key, &args.cluster)?;
 
     // Pods by owning workload.
@@ -423,6 +446,7 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
             let w: LeanWorkload = lean(&obj)?;
             let template = &pod_template(&client, kind, &w).await?;
             let policy = crate::domain::policy::parse_workload(
+                &names,
                 w.metadata.annotations(),
                 template.annotations(),
             )

@@ -466,31 +466,30 @@ pub fn migrate(
     }
     deployment.finish(&mut m);
 
-    // Features kreload accepts but does not act on yet: carried as flags, so that they act once
-    // kreload implements them.
+    // Custom annotation names: the chart's annotationNames, which pass them as Reloader's flags
+    // and widen the validating webhook's matchConditions to them.
     let mut custom = r.section("custom_annotations")?;
-    for (key, flag) in [
-        ("auto", "--auto-annotation"),
-        ("configmap_auto", "--configmap-auto-annotation"),
-        ("secret_auto", "--secret-auto-annotation"),
-        ("search", "--auto-search-annotation"),
-        ("match", "--search-match-annotation"),
-        ("configmap", "--configmap-annotation"),
-        ("secret", "--secret-annotation"),
-        ("pausePeriod", "--pause-deployment-annotation"),
-        ("pauseTime", "--pause-deployment-time-annotation"),
-        ("ignore", "--ignore-annotation"),
+    for (key, value) in [
+        ("auto", "auto"),
+        ("configmap_auto", "configmapAuto"),
+        ("secret_auto", "secretAuto"),
+        ("search", "search"),
+        ("match", "match"),
+        ("configmap", "configmapReload"),
+        ("secret", "secretReload"),
+        ("pausePeriod", "pausePeriod"),
+        ("pauseTime", "pausedAt"),
+        ("ignore", "ignore"),
     ] {
         if let Some(name) = custom.take_string(key)?.filter(|s| !s.is_empty()) {
             crate::cli::args::annotation_key(&name).map_err(|e| error(&custom.key(key), e))?;
-            m.push_list("extraArgs", Value::from(format!("{flag}={name}")));
-            m.differs(
-                &custom.key(key),
-                format!("passed as {flag}: accepted, but kreload does not act on custom annotation names yet (it reads Reloader's default names)"),
-            );
+            m.set(&["annotationNames", value], Value::from(name));
         }
     }
     custom.finish(&mut m);
+
+    // Features kreload accepts but does not act on yet: carried as flags, so that they act once
+    // kreload implements them.
     if let Some(url) = r.take_string("webhookUrl")?.filter(|s| !s.is_empty()) {
         crate::cli::args::http_url(&url).map_err(|e| error("reloader.webhookUrl", e))?;
         m.push_list("extraArgs", Value::from(format!("--webhook-url={url}")));

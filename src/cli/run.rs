@@ -18,6 +18,7 @@ use crate::admission::{Admission, webhooks};
 use crate::cli::args::{LogFormat, NoticeLevel, OpenShift, RunArgs, notices, workload_kinds};
 use crate::cli::client::{self, client};
 use crate::domain::alert::AlertSink;
+use crate::domain::annotations::AnnotationNames;
 use crate::domain::config::ConfigKind;
 use crate::domain::stamper::Stamper;
 use crate::domain::workload::WorkloadKind;
@@ -126,6 +127,7 @@ async fn served(client: &Client, kind: WorkloadKind) -> Result<bool, kube::Error
 struct WorkloadFeeds {
     client: Client,
     index: Arc<WorkloadIndex>,
+    names: Arc<AnnotationNames>,
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
@@ -138,6 +140,7 @@ impl WorkloadFeeds {
             self.client.clone(),
             scope.clone(),
             self.index.clone(),
+            self.names.clone(),
             self.auto_reload_all,
             self.metrics.clone(),
             self.sync.clone(),
@@ -202,6 +205,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.reloader.kubernetes_namespace.as_deref(),
     )?);
     let ignored_workloads = workload_kinds(&args.ignored_workload_types())?;
+    // The one reading of the annotation-name flags, shared by everything below.
+    let names = Arc::new(
+        args.reloader
+            .annotation_names
+            .names()
+            .map_err(anyhow::Error::msg)?,
+    );
     for notice in notices(&args) {
         match notice.level {
             NoticeLevel::Info => tracing::info!(setting = notice.setting, "{}", notice.message),
@@ -251,6 +261,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             scope.clone(),
             store.clone(),
+            names.clone(),
             metrics.clone(),
             selector.clone(),
             Some(changes_tx.clone()),
@@ -260,6 +271,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             scope.clone(),
             store.clone(),
+            names.clone(),
             metrics.clone(),
             selector,
             Some(changes_tx.clone()),
@@ -318,6 +330,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let feeds = WorkloadFeeds {
         client: client.clone(),
         index: index.clone(),
+        names: names.clone(),
         auto_reload_all: args.filters.auto_reload_all,
         metrics: metrics.clone(),
         sync: workload_sync,
@@ -400,7 +413,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             namespaces.clone(),
             ignored_workloads.clone(),
         )
-        .with_own_user(own_user),
+        .with_own_user(own_user)
+        .with_annotation_names(names.clone()),
     );
     let mut limits = Limits::default();
     if let Some(idle) = args.webhook_idle_timeout {
@@ -472,6 +486,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ignored_workload_types: ignored_workloads,
             max_rolls_per_minute: Some(args.max_rolls_per_minute).filter(|n| *n > 0),
             max_concurrent_rolls: Some(args.max_concurrent_rolls).filter(|n| *n > 0),
+            annotation_names: names.clone(),
         },
         identity,
     );
@@ -479,12 +494,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(reloader.run(changes_rx, new_workloads_rx, leader));
 
     if let Some(ca) = &local_ca {
-        let (m, v) = webhooks::local(
+        let (m, mut v) = webhooks::local(
             &format!("https://{bound}"),
             ca,
             &args.webhook_config_name,
             namespaces.only(),
         );
+        webhooks::select_annotation_names(&mut v, &names);
         webhooks::apply(client.clone(), &m, &v)
             .await
             .context("cannot register the webhook configurations")?;

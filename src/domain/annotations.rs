@@ -11,11 +11,12 @@ pub const CONFIG_HASH: &str = "kreload.dev/config-hash";
 /// baseline.
 pub const ACCOUNTED_HASH: &str = "kreload.dev/accounted-hash";
 
-/// Prefix shared by every Reloader annotation; the validating webhook only looks at objects
-/// carrying one of these.
+/// Prefix shared by every Reloader annotation of default name; the validating webhook only looks
+/// at objects carrying one of these or a renamed one ([`AnnotationNames::is_judged`]).
 pub const RELOADER_DOMAIN: &str = "reloader.stakater.com";
 
-// Read on workloads (or, when none of the reload keys is on the workload, on its pod template).
+// Reloader's default names. Read on workloads (or, when none of the reload keys is on the
+// workload, on its pod template).
 pub const AUTO: &str = "reloader.stakater.com/auto";
 pub const CONFIGMAP_AUTO: &str = "configmap.reloader.stakater.com/auto";
 pub const SECRET_AUTO: &str = "secret.reloader.stakater.com/auto";
@@ -29,19 +30,130 @@ pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
 pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
 pub const ROLLOUT_STRATEGY: &str = "reloader.stakater.com/rollout-strategy";
 
-/// The keys whose presence on the workload means the template's annotations are not read.
-pub const RELOAD_KEYS: [&str; 6] = [
-    AUTO,
-    CONFIGMAP_AUTO,
-    SECRET_AUTO,
-    SEARCH,
-    CONFIGMAP_RELOAD,
-    SECRET_RELOAD,
-];
-
 // Read on ConfigMaps and Secrets.
 pub const MATCH: &str = "reloader.stakater.com/match";
 pub const IGNORE: &str = "reloader.stakater.com/ignore";
+
+/// The names of the ten Reloader annotations that Reloader's `--*-annotation` flags rename (each
+/// flag gives the full key). Built once at start from those flags; [`Default`] is Reloader's
+/// names (the constants above). Every reader and writer of these annotations (the webhooks, the
+/// watcher, the rolls, the CLI) takes it by reference. The exclude lists and `rollout-strategy`
+/// have no such flag in Reloader, so they keep their constant names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnotationNames {
+    pub auto: String,
+    pub configmap_auto: String,
+    pub secret_auto: String,
+    pub search: String,
+    /// `match`, read on ConfigMaps and Secrets.
+    pub search_match: String,
+    pub configmap_reload: String,
+    pub secret_reload: String,
+    /// Read on ConfigMaps and Secrets.
+    pub ignore: String,
+    pub pause_period: String,
+    /// Written by kreload on a Deployment it paused.
+    pub paused_at: String,
+}
+
+impl Default for AnnotationNames {
+    fn default() -> Self {
+        AnnotationNames {
+            auto: AUTO.into(),
+            configmap_auto: CONFIGMAP_AUTO.into(),
+            secret_auto: SECRET_AUTO.into(),
+            search: SEARCH.into(),
+            search_match: MATCH.into(),
+            configmap_reload: CONFIGMAP_RELOAD.into(),
+            secret_reload: SECRET_RELOAD.into(),
+            ignore: IGNORE.into(),
+            pause_period: PAUSE_PERIOD.into(),
+            paused_at: PAUSED_AT.into(),
+        }
+    }
+}
+
+/// Keys no renamed annotation may take: kreload's own, and the Reloader keys that cannot be
+/// renamed.
+const RESERVED_KEYS: [&str; 5] = [
+    CONFIG_HASH,
+    ACCOUNTED_HASH,
+    CONFIGMAPS_EXCLUDE,
+    SECRETS_EXCLUDE,
+    ROLLOUT_STRATEGY,
+];
+
+impl AnnotationNames {
+    /// The keys whose presence on the workload means the template's annotations are not read.
+    pub fn reload_keys(&self) -> [&str; 6] {
+        [
+            &self.auto,
+            &self.configmap_auto,
+            &self.secret_auto,
+            &self.search,
+            &self.configmap_reload,
+            &self.secret_reload,
+        ]
+    }
+
+    /// Every renamable key, in Reloader's flag order.
+    pub fn all(&self) -> [&str; 10] {
+        [
+            &self.auto,
+            &self.configmap_auto,
+            &self.secret_auto,
+            &self.search,
+            &self.search_match,
+            &self.configmap_reload,
+            &self.secret_reload,
+            &self.ignore,
+            &self.pause_period,
+            &self.paused_at,
+        ]
+    }
+
+    /// Whether the validating webhook judges this annotation: any Reloader annotation (a key in
+    /// [`RELOADER_DOMAIN`]) or a renamed one, except `paused-at`, which kreload itself writes.
+    pub fn is_judged(&self, key: &str) -> bool {
+        key != self.paused_at && (key.contains(RELOADER_DOMAIN) || self.all().contains(&key))
+    }
+
+    /// The judged keys outside [`RELOADER_DOMAIN`] (renamed ones), sorted and without repeats:
+    /// the validating webhook's `matchConditions` select objects by that domain, and must name
+    /// these too.
+    pub fn outside_domain(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .all()
+            .into_iter()
+            .filter(|k| self.is_judged(k) && !k.contains(RELOADER_DOMAIN))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Errs when two annotations would share a name, or one would take a key that cannot be
+    /// renamed (kreload's own, the exclude lists, `rollout-strategy`): kreload could not tell
+    /// them apart. `flags` names each key as the user set it, in [`Self::all`]'s order.
+    pub fn check(&self, flags: &[&str; 10]) -> Result<(), String> {
+        let all = self.all();
+        for (i, key) in all.iter().enumerate() {
+            if RESERVED_KEYS.contains(key) {
+                return Err(format!(
+                    "{}={key}: kreload already reads or writes {key} with another meaning; choose another name",
+                    flags[i]
+                ));
+            }
+            if let Some(j) = all[..i].iter().position(|k| k == key) {
+                return Err(format!(
+                    "{} and {} both name the annotation {key}: each annotation needs a name of its own",
+                    flags[j], flags[i]
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Field manager for every write kreload makes.
 pub const FIELD_MANAGER: &str = "kreload";

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::domain::annotations::{PAUSED_AT, RELOADER_DOMAIN};
+use crate::domain::annotations::AnnotationNames;
 use crate::domain::config::ConfigKind;
 use crate::domain::policy::{self, Annotations, Warning, WorkloadPolicy};
 use crate::domain::workload::{LeanMeta, LeanWorkload, WorkloadKind, object_or_default};
@@ -16,10 +16,15 @@ pub struct Checked {
     pub warnings: Vec<Warning>,
 }
 
-/// The validating webhook's rules for one object given as JSON, without the store (so without
-/// the warnings that need it): shared with `kreload check`. `None` for kinds the rules do not
-/// cover; an error when the object cannot be read.
-pub fn check_rules(group: &str, kind: &str, object: &str) -> Option<Result<Checked, String>> {
+/// The validating webhook's rules for one object given as JSON, with the annotations under
+/// `names`, without the store (so without the warnings that need it): shared with `kreload
+/// check`. `None` for kinds the rules do not cover; an error when the object cannot be read.
+pub fn check_rules(
+    names: &AnnotationNames,
+    group: &str,
+    kind: &str,
+    object: &str,
+) -> Option<Result<Checked, String>> {
     let read = || -> Result<(), String> {
         if object.trim_start().starts_with('{') {
             Ok(())
@@ -38,7 +43,7 @@ pub fn check_rules(group: &str, kind: &str, object: &str) -> Option<Result<Check
             read()
                 .and_then(|()| serde_json::from_str::<Meta>(object).map_err(|e| e.to_string()))
                 .map(|m| {
-                    let parsed = policy::parse_config(m.metadata.annotations());
+                    let parsed = policy::parse_config(names, m.metadata.annotations());
                     Checked {
                         policy: None,
                         violations: parsed.violations,
@@ -53,6 +58,7 @@ pub fn check_rules(group: &str, kind: &str, object: &str) -> Option<Result<Check
             .and_then(|()| serde_json::from_str::<LeanWorkload>(object).map_err(|e| e.to_string()))
             .map(|w| {
                 let parsed = policy::parse_workload(
+                    names,
                     w.metadata.annotations(),
                     w.template(kind).annotations(),
                 );
@@ -65,17 +71,22 @@ pub fn check_rules(group: &str, kind: &str, object: &str) -> Option<Result<Check
     )
 }
 
-/// The annotations the rules judge on one object: every Reloader annotation on its metadata and on
-/// its pod template, but `paused-at`, which kreload itself writes. `None` when the object cannot
-/// be read (or is of a kind the rules do not cover).
-fn judged(group: &str, kind: &str, object: &str) -> Option<(Annotations, Annotations)> {
-    fn reloader(a: Option<&Annotations>) -> Annotations {
+/// The annotations the rules judge on one object ([`AnnotationNames::is_judged`]), on its
+/// metadata and on its pod template. `None` when the object cannot be read (or is of a kind the
+/// rules do not cover).
+fn judged(
+    names: &AnnotationNames,
+    group: &str,
+    kind: &str,
+    object: &str,
+) -> Option<(Annotations, Annotations)> {
+    let reloader = |a: Option<&Annotations>| -> Annotations {
         a.into_iter()
             .flatten()
-            .filter(|(k, _)| k.contains(RELOADER_DOMAIN) && k.as_str() != PAUSED_AT)
+            .filter(|(k, _)| names.is_judged(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
-    }
+    };
     if !object.trim_start().starts_with('{') {
         return None;
     }
@@ -104,8 +115,17 @@ fn judged(group: &str, kind: &str, object: &str) -> Option<(Annotations, Annotat
 /// The validating webhook judges only such writes: a Reloader-era object with a value kreload
 /// would refuse can still be labelled, scaled, patched and deleted. Unreadable objects count as
 /// changed (the rules then say why).
-pub fn changes_judged_annotations(group: &str, kind: &str, old: &str, new: &str) -> bool {
-    match (judged(group, kind, old), judged(group, kind, new)) {
+pub fn changes_judged_annotations(
+    names: &AnnotationNames,
+    group: &str,
+    kind: &str,
+    old: &str,
+    new: &str,
+) -> bool {
+    match (
+        judged(names, group, kind, old),
+        judged(names, group, kind, new),
+    ) {
         (Some(old), Some(new)) => old != new,
         _ => true,
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+use crate::domain::annotations::AnnotationNames;
 use crate::domain::config::{ConfigId, ConfigKind, ValueDigest};
 use crate::domain::policy::{self, Annotations, ConfigPolicy};
 
@@ -19,15 +20,17 @@ pub struct ConfigEntry {
 }
 
 impl ConfigEntry {
-    /// An entry from a config's labels, annotations and value digests (`data` and `binaryData`).
+    /// An entry from a config's labels, annotations (read under `names`) and value digests
+    /// (`data` and `binaryData`).
     pub fn new(
+        names: &AnnotationNames,
         labels: BTreeMap<String, String>,
         annotations: &Annotations,
         keys: impl IntoIterator<Item = (String, ValueDigest)>,
     ) -> Self {
         ConfigEntry {
             labels,
-            policy: policy::parse_config(annotations).value,
+            policy: policy::parse_config(names, annotations).value,
             keys: keys.into_iter().collect(),
         }
     }

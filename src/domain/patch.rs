@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH, PAUSED_AT};
+use crate::domain::annotations::{ACCOUNTED_HASH, AnnotationNames, CONFIG_HASH};
 use crate::domain::workload::StampLocation;
 
 /// Escapes one JSON-pointer segment (RFC 6901): `~` as `~0`, `/` as `~1`.
@@ -108,8 +108,9 @@ pub struct Roll<'a> {
 
 /// The watcher's merge patch for a roll: the new stamp where the workload keeps it (on the
 /// template; or on the object with `spec.restartAt` for a restart-strategy Rollout, whose
-/// template must not change), the accounted hash removed, and the pause when asked.
-pub fn roll_patch(r: &Roll) -> Value {
+/// template must not change), the accounted hash removed, and the pause when asked (noted under
+/// `names.paused_at`).
+pub fn roll_patch(names: &AnnotationNames, r: &Roll) -> Value {
     let mut patch = match r.location {
         StampLocation::Template => template_merge_patch(r.template_path, r.stamp),
         StampLocation::Object => json!({
@@ -122,7 +123,7 @@ pub fn roll_patch(r: &Roll) -> Value {
     }
     if let Some(at) = r.pause_at {
         patch["spec"]["paused"] = json!(true);
-        patch["metadata"]["annotations"][PAUSED_AT] = json!(at);
+        patch["metadata"]["annotations"][names.paused_at.as_str()] = json!(at);
     }
     patch
 }
@@ -134,10 +135,10 @@ pub fn account_patch(hash: &str) -> Value {
 }
 
 /// The JSON patch that resumes a Deployment kreload paused at `paused_at`, and forgets the
-/// pause; it applies only while the annotation still says kreload's pause (a user who removed
-/// or changed it took the pause over, and the patch then fails its test).
-pub fn resume_patch(paused_at: &str) -> Value {
-    let path = format!("/metadata/annotations/{}", escape_pointer(PAUSED_AT));
+/// pause; it applies only while the annotation (`names.paused_at`) still says kreload's pause (a
+/// user who removed or changed it took the pause over, and the patch then fails its test).
+pub fn resume_patch(names: &AnnotationNames, paused_at: &str) -> Value {
+    let path = format!("/metadata/annotations/{}", escape_pointer(&names.paused_at));
     json!([
         {"op": "test", "path": path, "value": paused_at},
         {"op": "replace", "path": "/spec/paused", "value": false},

@@ -10,22 +10,22 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::domain::annotations::{
-    AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, CONFIGMAPS_EXCLUDE, IGNORE, MATCH, PAUSE_PERIOD,
-    RELOAD_KEYS, RELOADER_DOMAIN, ROLLOUT_STRATEGY, SEARCH, SECRET_AUTO, SECRET_RELOAD,
-    SECRETS_EXCLUDE,
+    AnnotationNames, CONFIGMAPS_EXCLUDE, ROLLOUT_STRATEGY, SECRETS_EXCLUDE,
 };
 use crate::domain::config::ConfigKind;
 
 pub type Annotations = BTreeMap<String, String>;
 
-/// Workload keys other than [`RELOAD_KEYS`]: read from the same place, ignored on the template
-/// whenever the workload has reload keys.
-const OTHER_WORKLOAD_KEYS: [&str; 4] = [
-    CONFIGMAPS_EXCLUDE,
-    SECRETS_EXCLUDE,
-    PAUSE_PERIOD,
-    ROLLOUT_STRATEGY,
-];
+/// Workload keys other than the reload keys ([`AnnotationNames::reload_keys`]): read from the
+/// same place, ignored on the template whenever the workload has reload keys.
+fn other_workload_keys(names: &AnnotationNames) -> [&str; 4] {
+    [
+        CONFIGMAPS_EXCLUDE,
+        SECRETS_EXCLUDE,
+        &names.pause_period,
+        ROLLOUT_STRATEGY,
+    ]
+}
 
 /// Go's `strconv.ParseBool`: Reloader reads booleans with it, so existing manifests may use any of
 /// its spellings.
@@ -267,10 +267,10 @@ pub struct WorkloadPolicy {
 }
 
 /// The reload-list annotation key for a kind (for [`Warning::NoSuchConfig`]).
-pub fn reload_key(kind: ConfigKind) -> &'static str {
+pub fn reload_key(names: &AnnotationNames, kind: ConfigKind) -> &str {
     match kind {
-        ConfigKind::ConfigMap => CONFIGMAP_RELOAD,
-        ConfigKind::Secret => SECRET_RELOAD,
+        ConfigKind::ConfigMap => &names.configmap_reload,
+        ConfigKind::Secret => &names.secret_reload,
     }
 }
 
@@ -329,11 +329,15 @@ pub struct ConfigPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Violation {
     #[error(
-        "`{AUTO}: \"true\"` cannot be combined with `{SEARCH}: \"true\"`: remove one of them \
-         (`{AUTO}` rolls on a change to any ConfigMap or Secret the pod spec references; \
-         `{SEARCH}` rolls only on referenced ones that carry `{MATCH}: \"true\"`)"
+        "`{auto}: \"true\"` cannot be combined with `{search}: \"true\"`: remove one of them \
+         (`{auto}` rolls on a change to any ConfigMap or Secret the pod spec references; \
+         `{search}` rolls only on referenced ones that carry `{search_match}: \"true\"`)"
     )]
-    AutoWithSearch,
+    AutoWithSearch {
+        auto: String,
+        search: String,
+        search_match: String,
+    },
     #[error(
         "`{key}: {value:?}` is not a boolean: use \"true\" or \"false\" \
          (accepted spellings: true/false, True/False, TRUE/FALSE, t/f, T/F, 1/0)"
@@ -364,10 +368,13 @@ pub enum Violation {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Warning {
     #[error(
-        "`{MATCH}` has no effect on a workload: it belongs on the ConfigMap or Secret that \
-         should trigger workloads using `{SEARCH}`"
+        "`{search_match}` has no effect on a workload: it belongs on the ConfigMap or Secret \
+         that should trigger workloads using `{search}`"
     )]
-    MatchOnWorkload,
+    MatchOnWorkload {
+        search_match: String,
+        search: String,
+    },
     #[error(
         "reload annotations are set on both the workload and its pod template: the pod \
          template's are ignored; keep them in the workload's metadata.annotations only"
@@ -427,28 +434,36 @@ fn read_names(value: Option<&String>) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Reads the workload's annotations, or its pod template's when the workload has none of
-/// [`RELOAD_KEYS`] (Reloader's rule). The other workload keys come from the same place; when
-/// neither place has reload keys, from the workload first, then the template.
+/// Reads the workload's annotations (under `names`), or its pod template's when the workload has
+/// none of the reload keys (Reloader's rule). The other workload keys come from the same place;
+/// when neither place has reload keys, from the workload first, then the template.
 pub fn parse_workload(
+    names: &AnnotationNames,
     workload: &Annotations,
     template: Option<&Annotations>,
 ) -> Parsed<WorkloadPolicy> {
     let has_any = |a: &Annotations, keys: &[&str]| keys.iter().any(|k| a.contains_key(*k));
-    let source = if has_any(workload, &RELOAD_KEYS) {
+    let reload_keys = names.reload_keys();
+    let source = if has_any(workload, &reload_keys) {
         PolicySource::Workload
-    } else if template.is_some_and(|t| has_any(t, &RELOAD_KEYS)) {
+    } else if template.is_some_and(|t| has_any(t, &reload_keys)) {
         PolicySource::Template
     } else {
         PolicySource::None
     };
 
     let mut warnings = Vec::new();
-    if workload.contains_key(MATCH) || template.is_some_and(|t| t.contains_key(MATCH)) {
-        warnings.push(Warning::MatchOnWorkload);
+    let search_match = names.search_match.as_str();
+    if workload.contains_key(search_match) || template.is_some_and(|t| t.contains_key(search_match))
+    {
+        warnings.push(Warning::MatchOnWorkload {
+            search_match: names.search_match.clone(),
+            search: names.search.clone(),
+        });
     }
     if source == PolicySource::Workload
-        && template.is_some_and(|t| has_any(t, &RELOAD_KEYS) || has_any(t, &OTHER_WORKLOAD_KEYS))
+        && template
+            .is_some_and(|t| has_any(t, &reload_keys) || has_any(t, &other_workload_keys(names)))
     {
         warnings.push(Warning::TemplateAnnotationsIgnored);
     }
@@ -461,20 +476,25 @@ pub fn parse_workload(
 
     let mut violations = Vec::new();
     let v = &mut violations;
-    let auto = read_bool(v, AUTO, get(AUTO));
-    let configmap_auto = read_bool(v, CONFIGMAP_AUTO, get(CONFIGMAP_AUTO));
-    let secret_auto = read_bool(v, SECRET_AUTO, get(SECRET_AUTO));
-    let search = read_bool(v, SEARCH, get(SEARCH)).unwrap_or(false);
+    let bool_at = |v: &mut Vec<Violation>, key: &str| read_bool(v, key, get(key));
+    let auto = bool_at(v, &names.auto);
+    let configmap_auto = bool_at(v, &names.configmap_auto);
+    let secret_auto = bool_at(v, &names.secret_auto);
+    let search = bool_at(v, &names.search).unwrap_or(false);
     if auto == Some(true) && search {
-        v.push(Violation::AutoWithSearch);
+        v.push(Violation::AutoWithSearch {
+            auto: names.auto.clone(),
+            search: names.search.clone(),
+            search_match: names.search_match.clone(),
+        });
     }
-    let configmap_reload = read_matcher(v, CONFIGMAP_RELOAD, get(CONFIGMAP_RELOAD));
-    let secret_reload = read_matcher(v, SECRET_RELOAD, get(SECRET_RELOAD));
-    let pause_period = get(PAUSE_PERIOD).and_then(|value| {
+    let configmap_reload = read_matcher(v, &names.configmap_reload, get(&names.configmap_reload));
+    let secret_reload = read_matcher(v, &names.secret_reload, get(&names.secret_reload));
+    let pause_period = get(&names.pause_period).and_then(|value| {
         let d = parse_go_duration(value);
         if d.is_none() {
             v.push(Violation::BadPausePeriod {
-                key: PAUSE_PERIOD.to_string(),
+                key: names.pause_period.clone(),
                 value: value.clone(),
             });
         }
@@ -512,11 +532,12 @@ pub fn parse_workload(
     }
 }
 
-/// `match` / `ignore` on a ConfigMap or Secret.
-pub fn parse_config(annotations: &Annotations) -> Parsed<ConfigPolicy> {
+/// `match` / `ignore` (under `names`) on a ConfigMap or Secret.
+pub fn parse_config(names: &AnnotationNames, annotations: &Annotations) -> Parsed<ConfigPolicy> {
     let mut violations = Vec::new();
-    let matched = read_bool(&mut violations, MATCH, annotations.get(MATCH)).unwrap_or(false);
-    let ignore = read_bool(&mut violations, IGNORE, annotations.get(IGNORE)).unwrap_or(false);
+    let mut read = |key: &str| read_bool(&mut violations, key, annotations.get(key));
+    let matched = read(&names.search_match).unwrap_or(false);
+    let ignore = read(&names.ignore).unwrap_or(false);
     Parsed {
         value: ConfigPolicy { matched, ignore },
         violations,
@@ -524,9 +545,11 @@ pub fn parse_config(annotations: &Annotations) -> Parsed<ConfigPolicy> {
     }
 }
 
-/// True when any key is a Reloader annotation: only such objects are validated.
-pub fn has_reloader_annotations(a: &Annotations) -> bool {
-    a.keys().any(|k| k.contains(RELOADER_DOMAIN))
+/// True when any key is an annotation the validating webhook judges (under `names`): only such
+/// objects are validated (the webhook configuration's `matchConditions` say the same to the API
+/// server).
+pub fn has_reloader_annotations(names: &AnnotationNames, a: &Annotations) -> bool {
+    a.keys().any(|k| names.is_judged(k))
 }
 
 #[cfg(test)]

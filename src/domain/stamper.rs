@@ -2,6 +2,7 @@
 //! workload's trigger set, or of what a pod consumes, over a read view of its namespace (whose
 //! name is hashed too).
 
+use crate::domain::annotations::AnnotationNames;
 use crate::domain::entry::ConfigView;
 use crate::domain::policy::{self, WorkloadPolicy};
 use crate::domain::refs::References;
@@ -56,9 +57,10 @@ impl Stamper {
 
     /// The stamp a pod gets at creation: the trigger set of its owning workload (`owner`, its
     /// policy when the index knows it) if that is opted in, else what the pod's own annotations
-    /// opt into, else everything it consumes.
+    /// (under `names`) opt into, else everything it consumes.
     pub fn pod_stamp(
         &self,
+        names: &AnnotationNames,
         namespace: &str,
         view: &dyn ConfigView,
         pod: &LeanPod,
@@ -69,7 +71,8 @@ impl Stamper {
         let policy = match owner {
             Some(p) => Some(p),
             None => {
-                own_policy = policy::parse_workload(pod.metadata().annotations(), None).value;
+                own_policy =
+                    policy::parse_workload(names, pod.metadata().annotations(), None).value;
                 Some(&own_policy)
             }
         }

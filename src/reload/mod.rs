@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::alert::{reload_message, upgrade_webhook_payload};
+use crate::domain::annotations::AnnotationNames;
 use crate::domain::entry::ConfigChange;
 use crate::domain::patch::{Roll, account_patch, fresh_job, resume_patch, roll_patch};
 use crate::domain::stamper::Stamper;
@@ -53,6 +54,9 @@ pub struct ReloadSettings {
     /// limit.
     pub max_rolls_per_minute: Option<u32>,
     pub max_concurrent_rolls: Option<u32>,
+    /// The names of the annotations read and written (Reloader's `--*-annotation` flags): a
+    /// pause is noted under `paused_at`.
+    pub annotation_names: Arc<AnnotationNames>,
 }
 
 /// How long a rollout kreload started counts as in progress at most, for the pacing (a rollout
@@ -256,14 +260,17 @@ impl Reloader {
                 return Ok(Done::Nothing);
             }
         } else {
-            let patch = roll_patch(&Roll {
-                template_path: id.kind.template_path(),
-                location: w.stamp_location(),
-                stamp: &stamp,
-                drop_accounted: w.accounted.is_some(),
-                pause_at: pause_for.map(|_| now.as_str()),
-                now: &now,
-            });
+            let patch = roll_patch(
+                &self.settings.annotation_names,
+                &Roll {
+                    template_path: id.kind.template_path(),
+                    location: w.stamp_location(),
+                    stamp: &stamp,
+                    drop_accounted: w.accounted.is_some(),
+                    pause_at: pause_for.map(|_| now.as_str()),
+                    now: &now,
+                },
+            );
             self.writer.merge(id, &patch).await?;
         }
         self.index.set_stamp(id, &stamp);
@@ -460,7 +467,11 @@ impl Reloader {
                 pauses.remove(&id);
                 continue;
             };
-            match self.writer.json_patch(&id, resume_patch(&at)).await {
+            match self
+                .writer
+                .json_patch(&id, resume_patch(&self.settings.annotation_names, &at))
+                .await
+            {
                 Ok(()) => {
                     pauses.remove(&id);
                     tracing::info!(workload = %id, "pause period over: resumed");

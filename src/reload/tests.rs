@@ -16,6 +16,7 @@ fn settings() -> ReloadSettings {
         ignored_workload_types: BTreeSet::new(),
         max_rolls_per_minute: None,
         max_concurrent_rolls: None,
+        annotation_names: Arc::default(),
     }
 }
 
@@ -96,7 +97,8 @@ fn with_policy(mut e: Arc<ConfigEntry>, annotations: &[(&str, &str)]) -> Arc<Con
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Arc::make_mut(&mut e).policy = crate::domain::policy::parse_config(&a).value;
+    Arc::make_mut(&mut e).policy =
+        crate::domain::policy::parse_config(&Default::default(), &a).value;
     e
 }
 

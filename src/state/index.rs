@@ -64,7 +64,9 @@ impl WorkloadInfo {
             },
             uid: String::new(),
             api_version: "apps/v1".into(),
-            policy: Arc::new(crate::domain::policy::parse_workload(&a, None).value),
+            policy: Arc::new(
+                crate::domain::policy::parse_workload(&Default::default(), &a, None).value,
+            ),
             refs,
             location: StampLocation::Template,
             stamp: None,

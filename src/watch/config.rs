@@ -13,6 +13,7 @@ use kube::{Api, Client};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::domain::annotations::AnnotationNames;
 use crate::domain::config::{ConfigId, ConfigKind, DigestedValue};
 use crate::domain::entry::{ConfigChange, ConfigEntry};
 use crate::domain::policy::Annotations;
@@ -60,8 +61,10 @@ impl<K: ConfigKindMarker> WatchedConfig<K> {
         ConfigId::new(K::KIND, self.metadata.name.clone().unwrap_or_default())
     }
 
-    pub fn entry(self) -> ConfigEntry {
+    /// What the store keeps of it (annotations read under `names`).
+    pub fn entry(self, names: &AnnotationNames) -> ConfigEntry {
         ConfigEntry::new(
+            names,
             self.metadata.labels.unwrap_or_default(),
             self.metadata
                 .annotations
@@ -107,10 +110,12 @@ const PAGE_SIZE: u32 = 50;
 /// all. Watch errors are retried with backoff by the watcher; after every re-list the store's
 /// part is replaced, and differences from what it held are reported as changes, so nothing missed
 /// during a disconnect is lost.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<K: ConfigKindMarker>(
     client: Client,
     scope: Option<String>,
     store: Arc<DigestStore>,
+    names: Arc<AnnotationNames>,
     metrics: Arc<Metrics>,
     label_selector: Option<String>,
     changes: Option<mpsc::UnboundedSender<ConfigChange>>,
@@ -159,7 +164,7 @@ pub async fn run<K: ConfigKindMarker>(
                 metrics.watch_event(K::KIND.as_str());
                 let namespace = obj.metadata.namespace.clone().unwrap_or_default();
                 let name = obj.metadata.name.clone().unwrap_or_default();
-                relist.push((namespace, name, obj.entry()));
+                relist.push((namespace, name, obj.entry(&names)));
             }
             watcher::Event::InitDone => {
                 let fresh = std::mem::take(&mut relist);
@@ -179,7 +184,8 @@ pub async fn run<K: ConfigKindMarker>(
                 metrics.watch_event(K::KIND.as_str());
                 let namespace = obj.metadata.namespace.clone().unwrap_or_default();
                 let id = obj.id();
-                let (old, kept) = store.upsert_kept(&namespace, id.clone(), Arc::new(obj.entry()));
+                let (old, kept) =
+                    store.upsert_kept(&namespace, id.clone(), Arc::new(obj.entry(&names)));
                 report(&namespace, &id, old, Some(kept));
             }
             watcher::Event::Delete(obj) => {
@@ -209,7 +215,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(cfg.id(), ConfigId::new(ConfigKind::Secret, "s"));
-        let e = cfg.entry();
+        let e = cfg.entry(&AnnotationNames::default());
         assert_eq!(e.keys.len(), 3);
         assert_eq!(e.keys["password"], ValueDigest::of(b"aHVudGVyMg=="));
         assert_eq!(e.keys["escaped"], ValueDigest::of(b"a\"b"));

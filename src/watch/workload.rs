@@ -12,7 +12,7 @@ use kube::{Api, Client};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH, PAUSED_AT};
+use crate::domain::annotations::{ACCOUNTED_HASH, AnnotationNames, CONFIG_HASH};
 use crate::domain::policy;
 use crate::domain::workload::{
     LeanStatus, LeanTemplate, LeanWorkloadSpec, StampLocation, WORKLOAD_GENERATION, WorkloadId,
@@ -90,11 +90,12 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         }
     }
 
-    /// What the index keeps, or `None` when the workload is not opted in. `referenced`: for a
-    /// Rollout with `spec.workloadRef`, the referenced Deployment's pod template (the one its
-    /// pods are made from), when it could be read.
+    /// What the index keeps (annotations read under `names`), or `None` when the workload is
+    /// not opted in. `referenced`: for a Rollout with `spec.workloadRef`, the referenced
+    /// Deployment's pod template (the one its pods are made from), when it could be read.
     pub fn info(
         &self,
+        names: &AnnotationNames,
         auto_reload_all: bool,
         referenced: Option<&LeanTemplate>,
     ) -> Option<WorkloadInfo> {
@@ -107,7 +108,7 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         };
         let empty = policy::Annotations::new();
         let annotations = self.metadata.annotations.as_ref().unwrap_or(&empty);
-        let policy = policy::parse_workload(annotations, template.annotations()).value;
+        let policy = policy::parse_workload(names, annotations, template.annotations()).value;
         let controlled = self
             .metadata
             .owner_references
@@ -135,7 +136,7 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
             rolled_out: self
                 .spec
                 .rolled_out(K::KIND, self.metadata.generation, &self.status),
-            paused_at: annotations.get(PAUSED_AT).cloned(),
+            paused_at: annotations.get(&names.paused_at).cloned(),
         })
     }
 }
@@ -206,10 +207,12 @@ impl ReferencedTemplates {
 /// Keeps the index's view of one workload kind current, forever, in one namespace (`scope`) or
 /// in all. Workloads the index did not have, once the first listing is done, are reported on
 /// `news`, and so are Rollouts whose referenced pod template now consumes other configs.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<K: WorkloadKindMarker>(
     client: Client,
     scope: Option<String>,
     index: Arc<WorkloadIndex>,
+    names: Arc<AnnotationNames>,
     auto_reload_all: bool,
     metrics: Arc<Metrics>,
     sync: SyncSet,
@@ -247,7 +250,7 @@ pub async fn run<K: WorkloadKindMarker>(
             watcher::Event::InitApply(w) => {
                 metrics.watch_event(K::KIND.as_str());
                 let template = referenced.of(&w).await;
-                relist.extend(w.info(auto_reload_all, template.as_ref()));
+                relist.extend(w.info(&names, auto_reload_all, template.as_ref()));
             }
             watcher::Event::InitDone => {
                 let added =
@@ -264,7 +267,7 @@ pub async fn run<K: WorkloadKindMarker>(
             watcher::Event::Apply(w) => {
                 metrics.watch_event(K::KIND.as_str());
                 let template = referenced.of(&w).await;
-                match w.info(auto_reload_all, template.as_ref()) {
+                match w.info(&names, auto_reload_all, template.as_ref()) {
                     Some(i) => {
                         let id = i.id.clone();
                         let replaced = w.spec.workload_ref(K::KIND).is_some()
@@ -304,16 +307,22 @@ mod tests {
                                   "spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "c"}}]}]}}}
         }))
         .unwrap();
-        let info = d.info(false, None).unwrap();
+        let info = d.info(&AnnotationNames::default(), false, None).unwrap();
         assert_eq!(info.stamp.as_deref(), Some("v1.k.x"));
         assert_eq!(info.refs.len(), 1);
         assert_eq!(info.api_version, "apps/v1");
 
         let plain: WatchedWorkload<DeploymentKind> =
             serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {}})).unwrap();
-        assert!(plain.info(false, None).is_none());
         assert!(
-            plain.info(true, None).is_some(),
+            plain
+                .info(&AnnotationNames::default(), false, None)
+                .is_none()
+        );
+        assert!(
+            plain
+                .info(&AnnotationNames::default(), true, None)
+                .is_some(),
             "--auto-reload-all opts it in"
         );
     }
@@ -326,17 +335,21 @@ mod tests {
         };
         assert!(
             job(json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"}}))
-                .info(false, None)
+                .info(&AnnotationNames::default(), false, None)
                 .is_some()
         );
         assert!(
-            job(json!({"name": "j"})).info(true, None).is_none(),
+            job(json!({"name": "j"}))
+                .info(&AnnotationNames::default(), true, None)
+                .is_none(),
             "--auto-reload-all does not reach Jobs"
         );
         let from_cron = json!({"name": "j", "annotations": {"reloader.stakater.com/auto": "true"},
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": "u", "controller": true}]});
         assert!(
-            job(from_cron).info(false, None).is_none(),
+            job(from_cron)
+                .info(&AnnotationNames::default(), false, None)
+                .is_none(),
             "a CronJob's Job is not rolled"
         );
     }
@@ -355,13 +368,15 @@ mod tests {
         .unwrap();
         // Opted in by the referenced template's annotations, as Reloader reads the template
         // it takes from the Deployment; the stamp is the Rollout's own.
-        let info = r.info(false, Some(&template)).unwrap();
+        let info = r
+            .info(&AnnotationNames::default(), false, Some(&template))
+            .unwrap();
         assert_eq!(info.location, StampLocation::Object);
         assert_eq!(info.stamp.as_deref(), Some("v1.k.obj"));
         assert_eq!(info.refs.len(), 1);
         // Unread (no Deployment yet): it consumes nothing, and nothing opts it in.
-        assert!(r.info(false, None).is_none());
-        let all = r.info(true, None).unwrap();
+        assert!(r.info(&AnnotationNames::default(), false, None).is_none());
+        let all = r.info(&AnnotationNames::default(), true, None).unwrap();
         assert!(all.refs.is_empty());
         assert_eq!(all.location, StampLocation::Object);
         // A Rollout with its own template ignores any referenced one.
@@ -369,7 +384,10 @@ mod tests {
             "metadata": {"name": "o"}, "spec": {"template": {"spec": {}}}
         }))
         .unwrap();
-        assert!(own.info(false, Some(&template)).is_none());
+        assert!(
+            own.info(&AnnotationNames::default(), false, Some(&template))
+                .is_none()
+        );
     }
 
     #[test]
@@ -381,7 +399,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            r.info(false, None).unwrap().stamp.as_deref(),
+            r.info(&AnnotationNames::default(), false, None)
+                .unwrap()
+                .stamp
+                .as_deref(),
             Some("v1.k.obj")
         );
     }

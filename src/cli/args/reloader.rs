@@ -12,10 +12,7 @@ use clap::{Args, ValueEnum};
 
 use crate::cli::args::RunArgs;
 pub use crate::domain::alert::AlertSink;
-use crate::domain::annotations::{
-    AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, IGNORE, MATCH, PAUSE_PERIOD, PAUSED_AT, SEARCH,
-    SECRET_AUTO, SECRET_RELOAD,
-};
+use crate::domain::annotations::{AnnotationNames, RELOADER_DOMAIN};
 use crate::domain::policy::parse_bool;
 use crate::domain::selector::from_reloader_flags;
 
@@ -197,107 +194,107 @@ pub fn alert_sink(s: &str) -> Result<AlertSinkArg, String> {
     })
 }
 
-/// Reloader's ten annotation-name flags. Unset means Reloader's default name, which is the one
-/// kreload reads.
+/// Reloader's ten annotation-name flags: each gives the full key of one annotation, which
+/// kreload then reads (and, for the pause time, writes) instead of Reloader's default name,
+/// everywhere: the webhooks, the watcher, the rolls, `check`, `explain` and `status`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct AnnotationNameArgs {
-    /// Reloader: the name of the `auto` annotation (default reloader.stakater.com/auto). Accepted;
-    /// not yet acting.
-    #[arg(long = "auto-annotation", value_parser = annotation_key)]
+    /// The annotation that opts a workload in to rolls on any referenced ConfigMap or Secret
+    /// (Reloader's default: reloader.stakater.com/auto).
+    #[arg(long = "auto-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub auto: Option<String>,
-    /// Reloader: the name of the ConfigMap `auto` annotation. Accepted; not yet acting.
-    #[arg(long = "configmap-auto-annotation", value_parser = annotation_key)]
+    /// As --auto-annotation, for ConfigMaps only (default:
+    /// configmap.reloader.stakater.com/auto).
+    #[arg(long = "configmap-auto-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub configmap_auto: Option<String>,
-    /// Reloader: the name of the Secret `auto` annotation. Accepted; not yet acting.
-    #[arg(long = "secret-auto-annotation", value_parser = annotation_key)]
+    /// As --auto-annotation, for Secrets only (default: secret.reloader.stakater.com/auto).
+    #[arg(long = "secret-auto-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub secret_auto: Option<String>,
-    /// Reloader: the name of the `search` annotation. Accepted; not yet acting.
-    #[arg(long = "auto-search-annotation", value_parser = annotation_key)]
+    /// The annotation that rolls a workload on referenced configs carrying the match annotation
+    /// (default: reloader.stakater.com/search).
+    #[arg(long = "auto-search-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub search: Option<String>,
-    /// Reloader: the name of the `match` annotation on configs. Accepted; not yet acting.
-    #[arg(long = "search-match-annotation", value_parser = annotation_key)]
+    /// The annotation on ConfigMaps and Secrets that search workloads roll for (default:
+    /// reloader.stakater.com/match).
+    #[arg(long = "search-match-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub search_match: Option<String>,
-    /// Reloader: the name of the ConfigMap reload-list annotation. Accepted; not yet acting.
-    #[arg(long = "configmap-annotation", value_parser = annotation_key)]
+    /// The ConfigMap reload-list annotation (default: configmap.reloader.stakater.com/reload).
+    #[arg(long = "configmap-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub configmap_reload: Option<String>,
-    /// Reloader: the name of the Secret reload-list annotation. Accepted; not yet acting.
-    #[arg(long = "secret-annotation", value_parser = annotation_key)]
+    /// The Secret reload-list annotation (default: secret.reloader.stakater.com/reload).
+    #[arg(long = "secret-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub secret_reload: Option<String>,
-    /// Reloader: the name of the `ignore` annotation on configs. Accepted; not yet acting.
-    #[arg(long = "ignore-annotation", value_parser = annotation_key)]
+    /// The annotation on ConfigMaps and Secrets whose changes roll nothing (default:
+    /// reloader.stakater.com/ignore).
+    #[arg(long = "ignore-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub ignore: Option<String>,
-    /// Reloader: the name of the Deployment pause-period annotation. Accepted; not yet acting.
-    #[arg(long = "pause-deployment-annotation", value_parser = annotation_key)]
+    /// The Deployment pause-period annotation (default:
+    /// deployment.reloader.stakater.com/pause-period).
+    #[arg(long = "pause-deployment-annotation", value_parser = annotation_key, value_name = "KEY")]
     pub pause_period: Option<String>,
-    /// Reloader: the name of the paused-at annotation written on paused Deployments. Accepted;
-    /// not yet acting.
-    #[arg(long = "pause-deployment-time-annotation", value_parser = annotation_key)]
+    /// The annotation kreload writes on a Deployment it paused, with the time (default:
+    /// deployment.reloader.stakater.com/paused-at).
+    #[arg(
+        long = "pause-deployment-time-annotation",
+        value_parser = annotation_key,
+        value_name = "KEY"
+    )]
     pub paused_at: Option<String>,
 }
 
+/// The annotation-name flags, in [`AnnotationNames::all`]'s order.
+pub const ANNOTATION_NAME_FLAGS: [&str; 10] = [
+    "--auto-annotation",
+    "--configmap-auto-annotation",
+    "--secret-auto-annotation",
+    "--auto-search-annotation",
+    "--search-match-annotation",
+    "--configmap-annotation",
+    "--secret-annotation",
+    "--ignore-annotation",
+    "--pause-deployment-annotation",
+    "--pause-deployment-time-annotation",
+];
+
 impl AnnotationNameArgs {
-    /// Every flag: (flag name, Reloader's default name, the value given).
-    pub fn all(&self) -> [(&'static str, &'static str, Option<&str>); 10] {
-        [
-            ("--auto-annotation", AUTO, self.auto.as_deref()),
-            (
-                "--configmap-auto-annotation",
-                CONFIGMAP_AUTO,
-                self.configmap_auto.as_deref(),
-            ),
-            (
-                "--secret-auto-annotation",
-                SECRET_AUTO,
-                self.secret_auto.as_deref(),
-            ),
-            ("--auto-search-annotation", SEARCH, self.search.as_deref()),
-            (
-                "--search-match-annotation",
-                MATCH,
-                self.search_match.as_deref(),
-            ),
-            (
-                "--configmap-annotation",
-                CONFIGMAP_RELOAD,
-                self.configmap_reload.as_deref(),
-            ),
-            (
-                "--secret-annotation",
-                SECRET_RELOAD,
-                self.secret_reload.as_deref(),
-            ),
-            ("--ignore-annotation", IGNORE, self.ignore.as_deref()),
-            (
-                "--pause-deployment-annotation",
-                PAUSE_PERIOD,
-                self.pause_period.as_deref(),
-            ),
-            (
-                "--pause-deployment-time-annotation",
-                PAUSED_AT,
-                self.paused_at.as_deref(),
-            ),
-        ]
+    /// The names to read: each flag given, else Reloader's default. Errs when two annotations
+    /// would share a name, or one would take a key kreload reads with another meaning.
+    pub fn names(&self) -> Result<AnnotationNames, String> {
+        let d = AnnotationNames::default();
+        let or = |given: &Option<String>, default: String| given.clone().unwrap_or(default);
+        let names = AnnotationNames {
+            auto: or(&self.auto, d.auto),
+            configmap_auto: or(&self.configmap_auto, d.configmap_auto),
+            secret_auto: or(&self.secret_auto, d.secret_auto),
+            search: or(&self.search, d.search),
+            search_match: or(&self.search_match, d.search_match),
+            configmap_reload: or(&self.configmap_reload, d.configmap_reload),
+            secret_reload: or(&self.secret_reload, d.secret_reload),
+            ignore: or(&self.ignore, d.ignore),
+            pause_period: or(&self.pause_period, d.pause_period),
+            paused_at: or(&self.paused_at, d.paused_at),
+        };
+        names.check(&ANNOTATION_NAME_FLAGS)?;
+        Ok(names)
     }
 }
 
 /// Reloader's alert settings: its environment variables, and the same as flags.
 #[derive(Args, Debug, Clone, Default)]
 pub struct AlertArgs {
-    /// Reloader: send an alert on every reload. Accepted; not yet acting.
+    /// Send an alert on every roll (needs `--alert-webhook-url`), as Reloader does.
     #[arg(long, env = "ALERT_ON_RELOAD", value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub alert_on_reload: Option<bool>,
-    /// Reloader: slack, teams, gchat or webhook (any other value: webhook). Accepted; not yet
-    /// acting.
+    /// slack, teams, gchat or webhook (any other value: webhook), as Reloader.
     #[arg(long, env = "ALERT_SINK", value_parser = alert_sink)]
     pub alert_sink: Option<AlertSinkArg>,
-    /// Reloader: where alerts are posted. Accepted; not yet acting. Never logged.
+    /// Where alerts are posted. Never logged.
     #[arg(long, env = "ALERT_WEBHOOK_URL", value_parser = HttpUrlParser, hide_env_values = true)]
     pub alert_webhook_url: Option<HttpUrl>,
-    /// Reloader: an HTTP proxy for alerts. Accepted; not yet acting.
+    /// An HTTP proxy for alerts.
     #[arg(long, env = "ALERT_WEBHOOK_PROXY", value_parser = HttpUrlParser, hide_env_values = true)]
     pub alert_webhook_proxy: Option<HttpUrl>,
-    /// Reloader: text put before every alert (e.g. the cluster's name). Accepted; not yet acting.
+    /// Text put before every alert (e.g. the cluster's name).
     #[arg(long, env = "ALERT_ADDITIONAL_INFO")]
     pub alert_additional_info: Option<String>,
 }
@@ -338,7 +335,7 @@ pub struct ReloaderArgs {
     #[arg(long, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_csi_integration: Option<bool>,
 
-    /// Reloader: call this URL instead of rolling. Accepted; not yet acting (kreload rolls).
+    /// Reloader: call this URL instead of rolling (no roll then), with Reloader's payload.
     #[arg(long, value_parser = HttpUrlParser)]
     pub webhook_url: Option<HttpUrl>,
 
@@ -408,9 +405,9 @@ pub struct Notice {
 }
 
 /// The start-up notices for the Reloader flags and variables set on this command line: one per
-/// setting that kreload implements differently, ignores on purpose, or does not act on yet.
-/// Settings kreload implements with Reloader's meaning, and settings left at their defaults, get
-/// none.
+/// setting that kreload implements differently, ignores on purpose, or does not act on yet, and
+/// one per renamed annotation (which name is read). Other settings kreload implements with
+/// Reloader's meaning, and settings left at their defaults, get none.
 pub fn notices(args: &RunArgs) -> Vec<Notice> {
     use NoticeLevel::{Info, Warn};
     let r = &args.reloader;
@@ -505,16 +502,29 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
             ),
         );
     }
-    for (flag, default, given) in r.annotation_names.all() {
-        match given {
-            Some(name) if name != default => say(
-                flag,
-                Warn,
+    // Renamed annotations: said once each, so that the log tells which names are read, and
+    // that a name outside Reloader's domain reaches the validating webhook only when its
+    // matchConditions name it.
+    if let Ok(names) = r.annotation_names.names() {
+        let defaults = AnnotationNames::default();
+        let renamed = ANNOTATION_NAME_FLAGS
+            .into_iter()
+            .zip(names.all().into_iter().zip(defaults.all()))
+            .filter(|(_, (name, default))| name != default);
+        for (flag, (name, default)) in renamed {
+            let mut message = if name == names.paused_at {
                 format!(
-                    "{flag}={name}: accepted, not yet acting: kreload reads the annotation {default}, not {name}"
-                ),
-            ),
-            _ => {}
+                    "{flag}={name}: kreload notes its pauses under {name} instead of {default}, as Reloader does"
+                )
+            } else {
+                format!(
+                    "{flag}={name}: kreload reads {name} instead of {default}, as Reloader does"
+                )
+            };
+            if name != names.paused_at && !name.contains(RELOADER_DOMAIN) {
+                message.push_str("; the validating webhook sees it only where its matchConditions name it (the chart's annotationNames values do; extraArgs alone do not)");
+            }
+            say(flag, Info, message);
         }
     }
     let a = &r.alerts;

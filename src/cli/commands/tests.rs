@@ -30,7 +30,7 @@ items:
     metadata: {name: fine, annotations: {reloader.stakater.com/auto: "true"}}
     spec: {template: {metadata: {annotations: {reloader.stakater.com/match: "true"}}}}
 "#;
-    let (findings, objects) = check_text(text).unwrap();
+    let (findings, objects) = check_text(&AnnotationNames::default(), text).unwrap();
     assert_eq!(objects, 3);
     let errors: Vec<_> = findings
         .iter()
@@ -52,8 +52,51 @@ items:
 }
 
 #[test]
+fn check_reads_the_annotation_names_it_is_given() {
+    let text = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: custom
+  annotations:
+    example.com/auto: "yes"
+spec: {template: {spec: {containers: []}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: reloaders
+  annotations:
+    reloader.stakater.com/auto: "yes"
+spec: {template: {spec: {containers: []}}}
+"#;
+    let custom = AnnotationNames {
+        auto: "example.com/auto".into(),
+        ..AnnotationNames::default()
+    };
+    let errors = |names: &AnnotationNames| -> Vec<String> {
+        check_text(names, text)
+            .unwrap()
+            .0
+            .into_iter()
+            .filter(|f| f.error)
+            .map(|f| format!("{}: {}", f.object, f.message))
+            .collect()
+    };
+    let found = errors(&custom);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("Deployment/custom: `example.com/auto: \"yes\"` is not a boolean"),
+        "{found:?}"
+    );
+    let found = errors(&AnnotationNames::default());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("Deployment/reloaders:"), "{found:?}");
+}
+
+#[test]
 fn check_explains_unreadable_yaml() {
-    assert!(check_text("a: [unclosed").is_err());
+    assert!(check_text(&AnnotationNames::default(), "a: [unclosed").is_err());
 }
 
 #[test]

@@ -99,19 +99,24 @@ fn every_reloader_option_is_carried_or_explained() {
     assert_eq!(
         list(&["extraArgs"]),
         [
-            "--auto-annotation=my.company.com/auto",
-            "--configmap-auto-annotation=my.company.com/configmap-auto",
-            "--secret-auto-annotation=my.company.com/secret-auto",
-            "--auto-search-annotation=my.company.com/search",
-            "--search-match-annotation=my.company.com/match",
-            "--configmap-annotation=my.company.com/configmap",
-            "--secret-annotation=my.company.com/secret",
-            "--pause-deployment-annotation=my.company.com/pause-period",
-            "--pause-deployment-time-annotation=my.company.com/paused-at",
             "--webhook-url=https://hooks.example.com/reloader",
             "--enable-csi-integration=true",
         ]
     );
+    // Custom annotation names become the chart's annotationNames (flags and matchConditions).
+    for (key, name) in [
+        ("auto", "my.company.com/auto"),
+        ("configmapAuto", "my.company.com/configmap-auto"),
+        ("secretAuto", "my.company.com/secret-auto"),
+        ("search", "my.company.com/search"),
+        ("match", "my.company.com/match"),
+        ("configmapReload", "my.company.com/configmap"),
+        ("secretReload", "my.company.com/secret"),
+        ("pausePeriod", "my.company.com/pause-period"),
+        ("pausedAt", "my.company.com/paused-at"),
+    ] {
+        assert_eq!(s(&["annotationNames", key]).as_deref(), Some(name), "{key}");
+    }
     let env = get(v, &["extraEnv"]).and_then(Value::as_sequence).unwrap();
     let env_names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
     assert_eq!(
@@ -220,8 +225,6 @@ fn every_reloader_option_is_carried_or_explained() {
         "reloader.isOpenshift",
         "reloader.webhookUrl",
         "reloader.enableCSIIntegration",
-        "reloader.custom_annotations.configmap",
-        "reloader.custom_annotations.pauseTime",
         "reloader.deployment.env.existing.reloader-alerts",
     ] {
         assert_eq!(note(&m, key).kind, NoteKind::Differs, "{key}");

@@ -14,7 +14,7 @@ fn policy(pairs: &[(&str, &str)]) -> WorkloadPolicy {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let p = parse_workload(&a, None);
+    let p = parse_workload(&Default::default(), &a, None);
     assert!(p.violations.is_empty(), "{:?}", p.violations);
     p.value
 }

@@ -147,3 +147,43 @@ fn recreated_jobs_with_a_manual_selector_keep_it_and_its_labels() {
             .is_none()
     );
 }
+
+#[test]
+fn pauses_are_noted_and_resumed_under_the_configured_name() {
+    let names = AnnotationNames {
+        paused_at: "example.com/paused-at".into(),
+        ..AnnotationNames::default()
+    };
+    let at = "2024-01-01T00:00:00Z";
+    let patch = roll_patch(
+        &names,
+        &Roll {
+            template_path: &["spec", "template"],
+            location: StampLocation::Template,
+            stamp: "v2.k.x",
+            drop_accounted: false,
+            pause_at: Some(at),
+            now: at,
+        },
+    );
+    assert_eq!(patch["spec"]["paused"], json!(true));
+    assert_eq!(
+        patch["metadata"]["annotations"],
+        json!({"example.com/paused-at": at}),
+        "only the configured name: {patch}"
+    );
+
+    // The resume applies to a Deployment paused under that name, and to none paused under
+    // Reloader's default name (that pause is not kreload's).
+    let paused =
+        |key: &str| json!({"metadata": {"annotations": {key: at}}, "spec": {"paused": true}});
+    let resume: json_patch::Patch = serde_json::from_value(resume_patch(&names, at)).unwrap();
+    let mut d = paused("example.com/paused-at");
+    json_patch::patch(&mut d, &resume).unwrap();
+    assert_eq!(
+        d,
+        json!({"metadata": {"annotations": {}}, "spec": {"paused": false}})
+    );
+    let mut d = paused(crate::domain::annotations::PAUSED_AT);
+    assert!(json_patch::patch(&mut d, &resume).is_err());
+}

@@ -1,4 +1,8 @@
 use super::*;
+use crate::domain::annotations::{
+    AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, IGNORE, MATCH, PAUSE_PERIOD, PAUSED_AT, SEARCH,
+    SECRET_AUTO, SECRET_RELOAD,
+};
 use proptest::prelude::*;
 
 fn ann(pairs: &[(&str, &str)]) -> Annotations {
@@ -8,8 +12,17 @@ fn ann(pairs: &[(&str, &str)]) -> Annotations {
         .collect()
 }
 
+/// Reloader's names.
+fn reloader() -> AnnotationNames {
+    AnnotationNames::default()
+}
+
 fn workload(pairs: &[(&str, &str)]) -> Parsed<WorkloadPolicy> {
-    parse_workload(&ann(pairs), None)
+    parse_workload(&reloader(), &ann(pairs), None)
+}
+
+fn parse_config(a: &Annotations) -> Parsed<ConfigPolicy> {
+    super::parse_config(&reloader(), a)
 }
 
 // --- booleans -------------------------------------------------------------------------
@@ -222,7 +235,7 @@ fn reads_every_workload_field() {
 
 #[test]
 fn defaults_when_nothing_is_set() {
-    let p = parse_workload(&ann(&[("unrelated", "x")]), Some(&ann(&[])));
+    let p = parse_workload(&reloader(), &ann(&[("unrelated", "x")]), Some(&ann(&[])));
     assert!(p.violations.is_empty() && p.warnings.is_empty());
     let v = p.value;
     assert_eq!(v.source, PolicySource::None);
@@ -236,7 +249,7 @@ fn defaults_when_nothing_is_set() {
 fn template_is_read_when_workload_has_no_reload_key() {
     let w = ann(&[(PAUSE_PERIOD, "1h")]);
     let t = ann(&[(AUTO, "true"), (PAUSE_PERIOD, "5m"), (SECRETS_EXCLUDE, "s")]);
-    let p = parse_workload(&w, Some(&t));
+    let p = parse_workload(&reloader(), &w, Some(&t));
     assert!(p.warnings.is_empty());
     assert_eq!(p.value.source, PolicySource::Template);
     assert_eq!(p.value.auto, Some(true));
@@ -249,7 +262,7 @@ fn template_is_read_when_workload_has_no_reload_key() {
 fn without_reload_keys_other_keys_come_from_workload_then_template() {
     let w = ann(&[(PAUSE_PERIOD, "1h")]);
     let t = ann(&[(PAUSE_PERIOD, "5m"), (ROLLOUT_STRATEGY, "restart")]);
-    let p = parse_workload(&w, Some(&t));
+    let p = parse_workload(&reloader(), &w, Some(&t));
     assert_eq!(p.value.source, PolicySource::None);
     assert_eq!(p.value.pause_period, Some(Duration::from_secs(3600)));
     assert_eq!(p.value.rollout_strategy, RolloutStrategy::Restart);
@@ -259,7 +272,7 @@ fn without_reload_keys_other_keys_come_from_workload_then_template() {
 fn both_places_warns_and_ignores_template() {
     let w = ann(&[(SECRET_RELOAD, "s")]);
     let t = ann(&[(AUTO, "nonsense"), (PAUSE_PERIOD, "bad")]);
-    let p = parse_workload(&w, Some(&t));
+    let p = parse_workload(&reloader(), &w, Some(&t));
     assert_eq!(p.value.source, PolicySource::Workload);
     assert_eq!(p.warnings, vec![Warning::TemplateAnnotationsIgnored]);
     // Only what is read is validated.
@@ -268,24 +281,39 @@ fn both_places_warns_and_ignores_template() {
     assert_eq!(p.value.pause_period, None);
     // A template carrying only non-reload workload keys is ignored too.
     let t = ann(&[(ROLLOUT_STRATEGY, "restart")]);
-    let p = parse_workload(&w, Some(&t));
+    let p = parse_workload(&reloader(), &w, Some(&t));
     assert_eq!(p.warnings, vec![Warning::TemplateAnnotationsIgnored]);
     assert_eq!(p.value.rollout_strategy, RolloutStrategy::Rollout);
+}
+
+fn match_on_workload() -> Warning {
+    Warning::MatchOnWorkload {
+        search_match: MATCH.into(),
+        search: SEARCH.into(),
+    }
+}
+
+fn auto_with_search() -> Violation {
+    Violation::AutoWithSearch {
+        auto: AUTO.into(),
+        search: SEARCH.into(),
+        search_match: MATCH.into(),
+    }
 }
 
 #[test]
 fn match_on_workload_warns() {
     let p = workload(&[(MATCH, "true"), (AUTO, "true")]);
-    assert_eq!(p.warnings, vec![Warning::MatchOnWorkload]);
+    assert_eq!(p.warnings, vec![match_on_workload()]);
     assert!(p.violations.is_empty());
-    let p = parse_workload(&ann(&[]), Some(&ann(&[(MATCH, "true")])));
-    assert_eq!(p.warnings, vec![Warning::MatchOnWorkload]);
+    let p = parse_workload(&reloader(), &ann(&[]), Some(&ann(&[(MATCH, "true")])));
+    assert_eq!(p.warnings, vec![match_on_workload()]);
 }
 
 #[test]
 fn auto_with_search_is_denied_only_when_both_true() {
     let p = workload(&[(AUTO, "True"), (SEARCH, "1")]);
-    assert_eq!(p.violations, vec![Violation::AutoWithSearch]);
+    assert_eq!(p.violations, vec![auto_with_search()]);
     assert!(
         workload(&[(AUTO, "false"), (SEARCH, "true")])
             .violations
@@ -364,8 +392,11 @@ fn policy_accessors() {
     assert!(!v.reload_list(ConfigKind::Secret).matches("c"));
     assert_eq!(v.typed_auto(ConfigKind::Secret), Some(true));
     assert_eq!(v.typed_auto(ConfigKind::ConfigMap), None);
-    assert_eq!(reload_key(ConfigKind::ConfigMap), CONFIGMAP_RELOAD);
-    assert_eq!(reload_key(ConfigKind::Secret), SECRET_RELOAD);
+    assert_eq!(
+        reload_key(&reloader(), ConfigKind::ConfigMap),
+        CONFIGMAP_RELOAD
+    );
+    assert_eq!(reload_key(&reloader(), ConfigKind::Secret), SECRET_RELOAD);
 }
 
 #[test]
@@ -407,21 +438,249 @@ fn config_policy() {
 
 #[test]
 fn detects_reloader_annotations() {
-    assert!(has_reloader_annotations(&ann(&[(MATCH, "true")])));
-    assert!(has_reloader_annotations(&ann(&[(CONFIGMAPS_EXCLUDE, "x")])));
-    assert!(has_reloader_annotations(&ann(&[(PAUSE_PERIOD, "x")])));
-    assert!(!has_reloader_annotations(&ann(&[(
+    let has = |pairs: &[(&str, &str)]| has_reloader_annotations(&reloader(), &ann(pairs));
+    assert!(has(&[(MATCH, "true")]));
+    assert!(has(&[(CONFIGMAPS_EXCLUDE, "x")]));
+    assert!(has(&[(PAUSE_PERIOD, "x")]));
+    assert!(!has(&[("kreload.dev/config-hash", "v1")]));
+    assert!(
+        !has(&[(PAUSED_AT, "2024-01-01T00:00:00Z")]),
+        "kreload's own"
+    );
+    assert!(!has(&[]));
+}
+
+// --- custom names (Reloader's --*-annotation flags) -------------------------------------
+
+/// Every renamable annotation outside Reloader's domain, as `--auto-annotation=example.com/auto`
+/// and so on would set them.
+fn custom() -> AnnotationNames {
+    AnnotationNames {
+        auto: "example.com/auto".into(),
+        configmap_auto: "example.com/configmap-auto".into(),
+        secret_auto: "example.com/secret-auto".into(),
+        search: "example.com/search".into(),
+        search_match: "example.com/match".into(),
+        configmap_reload: "example.com/configmap".into(),
+        secret_reload: "example.com/secret".into(),
+        ignore: "example.com/ignore".into(),
+        pause_period: "example.com/pause-period".into(),
+        paused_at: "example.com/paused-at".into(),
+    }
+}
+
+#[test]
+fn custom_names_are_read_and_reloaders_names_are_not() {
+    let names = custom();
+    let read = |pairs: &[(&str, &str)]| parse_workload(&names, &ann(pairs), None);
+    let p = read(&[
+        ("example.com/configmap-auto", "true"),
+        ("example.com/secret-auto", "false"),
+        ("example.com/configmap", "app-.*"),
+        ("example.com/secret", "db"),
+        ("example.com/pause-period", "5m"),
+        (CONFIGMAPS_EXCLUDE, "old"),
+    ]);
+    assert!(p.violations.is_empty(), "{:?}", p.violations);
+    let v = &p.value;
+    assert_eq!((v.configmap_auto, v.secret_auto), (Some(true), Some(false)));
+    assert!(v.configmap_reload.matches("app-1") && v.secret_reload.matches("db"));
+    assert_eq!(v.pause_period, Some(std::time::Duration::from_secs(300)));
+    assert!(
+        v.excludes(ConfigKind::ConfigMap, "old"),
+        "exclude keeps its name"
+    );
+    assert_eq!(read(&[("example.com/auto", "true")]).value.auto, Some(true));
+    assert!(read(&[("example.com/search", "true")]).value.search);
+
+    // Reloader's names mean nothing under other names: not read, not judged, not opted in.
+    let p = read(&[
+        (AUTO, "true"),
+        (SEARCH, "maybe"),
+        (CONFIGMAP_RELOAD, "app-("),
+        (PAUSE_PERIOD, "soon"),
+    ]);
+    assert!(p.violations.is_empty(), "{:?}", p.violations);
+    assert_eq!(p.value.auto, None);
+    assert!(p.value.configmap_reload.is_empty() && p.value.pause_period.is_none());
+    assert!(!p.value.opted_in(false));
+    assert!(p.value.opted_in(true), "--auto-reload-all still reaches it");
+
+    // ConfigMaps and Secrets: `match` and `ignore` under their names.
+    let config = |pairs: &[(&str, &str)]| super::parse_config(&names, &ann(pairs));
+    let p = config(&[("example.com/match", "true"), ("example.com/ignore", "1")]);
+    assert_eq!(
+        p.value,
+        ConfigPolicy {
+            matched: true,
+            ignore: true
+        }
+    );
+    let p = config(&[(MATCH, "true"), (IGNORE, "true")]);
+    assert_eq!(p.value, ConfigPolicy::default());
+    assert!(p.violations.is_empty());
+}
+
+#[test]
+fn custom_reload_keys_decide_where_annotations_are_read() {
+    let names = custom();
+    // Reloader's `auto` is no reload key under custom names: the template's are read.
+    let w = ann(&[(AUTO, "true")]);
+    let t = ann(&[
+        ("example.com/auto", "true"),
+        ("example.com/pause-period", "1m"),
+    ]);
+    let p = parse_workload(&names, &w, Some(&t));
+    assert_eq!(p.value.source, PolicySource::Template);
+    assert_eq!(p.value.auto, Some(true));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // A custom reload key on the workload: the template's keys (custom ones) are ignored.
+    let w = ann(&[("example.com/secret", "db")]);
+    let p = parse_workload(&names, &w, Some(&t));
+    assert_eq!(p.value.source, PolicySource::Workload);
+    assert_eq!(p.value.auto, None);
+    assert_eq!(p.warnings, vec![Warning::TemplateAnnotationsIgnored]);
+}
+
+#[test]
+fn rules_and_messages_name_the_custom_keys() {
+    let names = custom();
+    let read = |pairs: &[(&str, &str)]| parse_workload(&names, &ann(pairs), None);
+    let p = read(&[("example.com/auto", "true"), ("example.com/search", "true")]);
+    assert_eq!(
+        p.violations,
+        vec![Violation::AutoWithSearch {
+            auto: "example.com/auto".into(),
+            search: "example.com/search".into(),
+            search_match: "example.com/match".into(),
+        }]
+    );
+    let msg = p.violations[0].to_string();
+    assert!(
+        msg.contains("`example.com/auto: \"true\"`")
+            && msg.contains("`example.com/search: \"true\"`")
+            && msg.contains("`example.com/match: \"true\"`")
+            && !msg.contains("stakater"),
+        "{msg}"
+    );
+    let p = read(&[("example.com/auto", "yes")]);
+    assert_eq!(
+        p.violations,
+        vec![Violation::NotABoolean {
+            key: "example.com/auto".into(),
+            value: "yes".into()
+        }]
+    );
+    let p = read(&[("example.com/configmap", "app-(")]);
+    assert!(
+        matches!(&p.violations[..], [Violation::BadReloadEntry { key, .. }] if key == "example.com/configmap")
+    );
+    let p = read(&[("example.com/pause-period", "soon")]);
+    assert!(
+        matches!(&p.violations[..], [Violation::BadPausePeriod { key, .. }] if key == "example.com/pause-period")
+    );
+    let p = read(&[("example.com/match", "true")]);
+    let msg = p.warnings[0].to_string();
+    assert!(
+        msg.contains("example.com/match") && msg.contains("example.com/search"),
+        "{msg}"
+    );
+    let p = super::parse_config(&names, &ann(&[("example.com/ignore", "yes")]));
+    assert_eq!(
+        p.violations,
+        vec![Violation::NotABoolean {
+            key: "example.com/ignore".into(),
+            value: "yes".into()
+        }]
+    );
+    assert_eq!(reload_key(&names, ConfigKind::Secret), "example.com/secret");
+}
+
+#[test]
+fn judged_annotations_follow_the_custom_names() {
+    let names = custom();
+    let has = |pairs: &[(&str, &str)]| has_reloader_annotations(&names, &ann(pairs));
+    assert!(has(&[("example.com/auto", "true")]));
+    assert!(has(&[("example.com/ignore", "true")]));
+    // Reloader's domain is still judged (the exclude lists and rollout-strategy keep their
+    // names), but not kreload's own paused-at, under either name.
+    assert!(has(&[(CONFIGMAPS_EXCLUDE, "x")]));
+    assert!(has(&[(AUTO, "x")]));
+    assert!(!has(&[("example.com/paused-at", "2024-01-01T00:00:00Z")]));
+    assert!(!has(&[("example.com/other", "true")]));
+    assert_eq!(
+        names.outside_domain(),
+        [
+            "example.com/auto",
+            "example.com/configmap",
+            "example.com/configmap-auto",
+            "example.com/ignore",
+            "example.com/match",
+            "example.com/pause-period",
+            "example.com/search",
+            "example.com/secret",
+            "example.com/secret-auto",
+        ]
+    );
+    assert!(reloader().outside_domain().is_empty());
+}
+
+#[test]
+fn names_must_be_distinct_and_not_taken() {
+    let flags = [
+        "--auto-annotation",
+        "--configmap-auto-annotation",
+        "--secret-auto-annotation",
+        "--auto-search-annotation",
+        "--search-match-annotation",
+        "--configmap-annotation",
+        "--secret-annotation",
+        "--ignore-annotation",
+        "--pause-deployment-annotation",
+        "--pause-deployment-time-annotation",
+    ];
+    assert_eq!(reloader().check(&flags), Ok(()));
+    assert_eq!(custom().check(&flags), Ok(()));
+    // Swapped names are still distinct.
+    let swapped = AnnotationNames {
+        auto: SEARCH.into(),
+        search: AUTO.into(),
+        ..reloader()
+    };
+    assert_eq!(swapped.check(&flags), Ok(()));
+    let twice = AnnotationNames {
+        search: AUTO.into(),
+        ..reloader()
+    };
+    let err = twice.check(&flags).unwrap_err();
+    assert!(
+        err.contains("--auto-annotation and --auto-search-annotation") && err.contains(AUTO),
+        "{err}"
+    );
+    for taken in [
         "kreload.dev/config-hash",
-        "v1"
-    )])));
-    assert!(!has_reloader_annotations(&ann(&[])));
+        "kreload.dev/accounted-hash",
+        CONFIGMAPS_EXCLUDE,
+        SECRETS_EXCLUDE,
+        ROLLOUT_STRATEGY,
+    ] {
+        let names = AnnotationNames {
+            ignore: taken.into(),
+            ..reloader()
+        };
+        let err = names.check(&flags).unwrap_err();
+        assert!(
+            err.starts_with(&format!("--ignore-annotation={taken}:")),
+            "{err}"
+        );
+    }
 }
 
 // --- messages -------------------------------------------------------------------------
 
 #[test]
 fn violation_messages_name_key_value_and_fix() {
-    let msg = Violation::AutoWithSearch.to_string();
+    let msg = auto_with_search().to_string();
     assert!(msg.contains(AUTO) && msg.contains(SEARCH) && msg.contains(MATCH));
     assert!(msg.contains("remove one"));
 
@@ -467,7 +726,7 @@ fn violation_messages_name_key_value_and_fix() {
             | Violation::BadReloadEntry { key, .. }
             | Violation::BadPausePeriod { key, .. }
             | Violation::BadRolloutStrategy { key, .. } => key,
-            Violation::AutoWithSearch => unreachable!(),
+            Violation::AutoWithSearch { .. } => unreachable!(),
         };
         assert!(msg.contains(key.as_str()), "{msg}");
         assert!(msg.contains(value), "{msg}");
@@ -491,7 +750,7 @@ fn bad_entry_message_from_parsing() {
 
 #[test]
 fn warning_messages() {
-    let msg = Warning::MatchOnWorkload.to_string();
+    let msg = match_on_workload().to_string();
     assert!(msg.contains(MATCH) && msg.contains("ConfigMap or Secret"));
     assert!(
         Warning::TemplateAnnotationsIgnored
@@ -514,9 +773,10 @@ fn warning_messages() {
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(
-            RELOAD_KEYS
+            reloader()
+                .reload_keys()
                 .iter()
-                .chain(&OTHER_WORKLOAD_KEYS)
+                .chain(&other_workload_keys(&reloader()))
                 .chain(&[MATCH, IGNORE])
                 .map(|k| k.to_string())
                 .collect::<Vec<_>>()
@@ -541,7 +801,7 @@ fn annotations() -> impl Strategy<Value = Annotations> {
 proptest! {
     #[test]
     fn parse_workload_never_panics(w in annotations(), t in prop::option::of(annotations())) {
-        let p = parse_workload(&w, t.as_ref());
+        let p = parse_workload(&reloader(), &w, t.as_ref());
         // A bad value never leaves a half-set field behind.
         if p.violations.is_empty() && p.value.auto == Some(true) {
             prop_assert!(!p.value.search);

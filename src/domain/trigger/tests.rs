@@ -34,7 +34,7 @@ fn policy(pairs: &[(&str, &str)]) -> WorkloadPolicy {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    parse_workload(&a, None).value
+    parse_workload(&Default::default(), &a, None).value
 }
 
 fn refs(list: &[(ConfigKind, &str, Option<&[&str]>)]) -> References {

@@ -208,6 +208,7 @@ fn rollouts_with_a_workload_ref_carry_their_stamp_on_the_object() {
 
     let default = WorkloadPolicy::default();
     let restart = crate::domain::policy::parse_workload(
+        &crate::domain::annotations::AnnotationNames::default(),
         &[(
             crate::domain::annotations::ROLLOUT_STRATEGY.to_owned(),
             "restart".to_owned(),

@@ -19,6 +19,20 @@ kreload-serving-tls
 {{- end -}}
 {{- end }}
 
+{{/* annotationNames value → kreload flag (Reloader's), as YAML. */}}
+{{- define "kreload.annotationNameFlags" -}}
+auto: --auto-annotation
+configmapAuto: --configmap-auto-annotation
+secretAuto: --secret-auto-annotation
+search: --auto-search-annotation
+match: --search-match-annotation
+configmapReload: --configmap-annotation
+secretReload: --secret-annotation
+ignore: --ignore-annotation
+pausePeriod: --pause-deployment-annotation
+pausedAt: --pause-deployment-time-annotation
+{{- end }}
+
 {{/* Values that do not fit together fail the render with a reason. */}}
 {{- define "kreload.validate" -}}
 {{- if and .Values.rbac.namespaced (empty .Values.watchNamespaces) -}}

@@ -99,7 +99,11 @@ fn reloaders_full_flag_set_parses() {
         Some("my.company.com/configmap")
     );
     assert_eq!(names.paused_at.as_deref(), Some("my.company.com/paused-at"));
-    assert!(names.all().iter().all(|(_, _, given)| given.is_some()));
+    let read = names.names().unwrap();
+    assert!(
+        read.all().iter().all(|k| k.starts_with("my.company.com/")),
+        "{read:?}"
+    );
 
     // One notice per setting that kreload does not carry out as Reloader would.
     let notices = notices(&a);
@@ -138,7 +142,53 @@ fn reloaders_full_flag_set_parses() {
             .is_some_and(|n| n.level == NoticeLevel::Warn && n.message.contains("not yet acting"))
     };
     assert!(not_yet("--enable-csi-integration"));
-    assert!(not_yet("--configmap-annotation"));
+    // Renamed annotations act: the notice says which name is read, and where the validating
+    // webhook needs it.
+    let notice = |s: &str| notices.iter().find(|n| n.setting == s).unwrap();
+    let n = notice("--configmap-annotation");
+    assert_eq!(n.level, NoticeLevel::Info);
+    assert!(
+        n.message.contains(
+            "reads my.company.com/configmap instead of configmap.reloader.stakater.com/reload"
+        ) && n.message.contains("matchConditions"),
+        "{n:?}"
+    );
+    let n = notice("--pause-deployment-time-annotation");
+    assert_eq!(n.level, NoticeLevel::Info);
+    assert!(
+        n.message.contains("pauses under my.company.com/paused-at")
+            && !n.message.contains("matchConditions"),
+        "{n:?}"
+    );
+}
+
+#[test]
+fn annotation_names_resolve_once_with_reloaders_defaults() {
+    let a = parse(&["--auto-annotation=example.com/auto"]);
+    let names = a.reloader.annotation_names.names().unwrap();
+    assert_eq!(names.auto, "example.com/auto");
+    assert_eq!(
+        AnnotationNames {
+            auto: crate::domain::annotations::AUTO.into(),
+            ..names
+        },
+        AnnotationNames::default()
+    );
+    // A name in Reloader's domain reaches the validating webhook as shipped: no hint needed.
+    let a = parse(&["--ignore-annotation=reloader.stakater.com/skip"]);
+    assert!(!notices(&a)[0].message.contains("matchConditions"));
+    // Two annotations under one name cannot be told apart: refused, naming both flags.
+    let a = parse(&[
+        "--auto-annotation=example.com/reload",
+        "--configmap-annotation=example.com/reload",
+    ]);
+    let err = a.reloader.annotation_names.names().unwrap_err();
+    assert!(
+        err.contains("--auto-annotation and --configmap-annotation"),
+        "{err}"
+    );
+    let a = parse(&["--ignore-annotation=kreload.dev/config-hash"]);
+    assert!(a.reloader.annotation_names.names().is_err());
 }
 
 #[test]
