@@ -558,3 +558,82 @@ async fn skipped_changes_during_a_leader_gap_never_roll() {
     let failures = nothing_rolled(&ns, &keep, &bases, "after the takeover").await;
     check(failures, &[&a, &b]);
 }
+
+/// The other side of the leader gap: a consumed-data change made while the leader is dead rolls
+/// once when the other replica takes over, also for a workload kreload never stamped (created
+/// before kreload was installed, so it has no baseline and shows no drift).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_change_in_a_leader_gap_rolls_unstamped_workloads_too() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-s-gaproll").await;
+    cm("data").create(&ns).await;
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    // Before any kreload acts here: no webhook stamps it.
+    create(&ns, deploy("old", auto.clone(), env_from(&["data"], &[]))).await;
+    let lease = format!("kreload-{}", ns.name);
+    let replica = |who: &str| {
+        let identity = format!("{}-{who}", ns.name);
+        let webhook = format!("kreload-{}-{who}", ns.name);
+        Running(Kreload::start(&[
+            "--namespaces",
+            &ns.name,
+            "--webhook-config-name",
+            &webhook,
+            "--enable-ha",
+            "--lease-name",
+            &lease,
+            "--lease-duration",
+            "8s",
+            "--identity",
+            &identity,
+        ]))
+    };
+    let a = replica("a");
+    let b = replica("b");
+    create(&ns, deploy("new", auto, env_from(&["data"], &[]))).await;
+    let d = Kind::Deployment;
+    let cases = [
+        rolls(
+            d,
+            "old",
+            "unstamped; its ConfigMap's data changed in the leader gap",
+        ),
+        rolls(
+            d,
+            "new",
+            "stamped; its ConfigMap's data changed in the leader gap",
+        ),
+    ];
+    let bases = baselines(&ns, &cases).await;
+    assert_eq!(
+        bases[0].stamp, None,
+        "the workload created before kreload is unstamped"
+    );
+    let ids = [format!("{}-a", ns.name), format!("{}-b", ns.name)];
+    let leader = wait_for("a leader", Duration::from_secs(30), || async {
+        let h = lease_holder(&client, &lease).await?;
+        ids.iter().position(|i| *i == h)
+    })
+    .await;
+    let (dead, survivor) = if leader == 0 {
+        (&a, &ids[1])
+    } else {
+        (&b, &ids[0])
+    };
+    // Killed, not stopped: the Lease is not released, so nobody leads for a while.
+    dead.stop();
+    set_cm(&ns, "data", "k", "changed-in-the-gap").await;
+    assert_eq!(
+        lease_holder(&client, &lease).await.as_ref(),
+        Some(&ids[leader]),
+        "the change must land while the dead leader still holds the Lease"
+    );
+    wait_for(
+        &format!("{survivor} to take over"),
+        Duration::from_secs(60),
+        || async { (lease_holder(&client, &lease).await.as_ref() == Some(survivor)).then_some(()) },
+    )
+    .await;
+    let failures = verify(&ns, &cases, &bases).await;
+    check(failures, &[&a, &b]);
+}

@@ -511,6 +511,7 @@ impl Reloader {
         };
         let mut leading = false;
         let mut witness = Witness::following(self.startup_drift());
+        let mut witness_limit = 1024;
         loop {
             if *leader.borrow_and_update() != leading {
                 leading = !leading;
@@ -519,7 +520,10 @@ impl Reloader {
                     if self.instead_of_rolling.is_none() {
                         // Drift that a consumed-data change caused (or whose cause this replica
                         // cannot know) rolls; drift from changes skipped on purpose is accounted.
-                        let plan = witness.plan(self.startup_drift());
+                        let plan = witness.plan(self.startup_drift(), |id| {
+                            let w = self.index.get(id).filter(|w| self.acts_on(w))?;
+                            Some((w.stamp.clone(), self.current_stamp(&w)?))
+                        });
                         let rolls = plan.iter().filter(|(_, roll)| *roll).count();
                         tracing::info!(
                             workloads = rolls,
@@ -535,13 +539,26 @@ impl Reloader {
                             }
                         }
                     }
+                    if let Some(webhook) = &self.instead_of_rolling
+                        && witness.owes_any()
+                    {
+                        // A change seen while following would have called it (maybe the old
+                        // leader did: at least once, never lost).
+                        tracing::info!(
+                            "leading: calling --webhook-url for changes made while nobody was leading"
+                        );
+                        webhook.send(upgrade_webhook_payload());
+                    }
                     pauses.extend(self.paused_deployments());
                 } else {
-                    // What is still queued is drift the next leader finds; if that is this
-                    // replica again, drift there now counts as of unknown cause (it rolls).
-                    queue.clear();
-                    pauses.clear();
+                    // What is still queued is left to the next leader; if that is this replica
+                    // again, it knows what each queued item was for.
                     witness = Witness::following(self.startup_drift());
+                    for (id, pending) in queue.drain() {
+                        let current = self.index.get(&id).and_then(|w| self.current_stamp(&w));
+                        witness.left_queued(id, pending.roll, current);
+                    }
+                    pauses.clear();
                 }
             }
             let jobs_due = self.jobs.lock().next_due();
@@ -573,6 +590,11 @@ impl Reloader {
                         for (id, effect) in seen {
                             let current = self.index.get(&id).and_then(|w| self.current_stamp(&w));
                             witness.saw(id, &effect, current);
+                        }
+                        // Bounded by the index: workloads gone are forgotten (amortized).
+                        if witness.len() > witness_limit {
+                            witness.retain(|id| self.index.get(id).is_some());
+                            witness_limit = 2 * witness.len() + 1024;
                         }
                         continue;
                     }

@@ -218,9 +218,9 @@ impl ReloadQueue {
         self.pending.is_empty()
     }
 
-    /// Drops everything pending (on losing leadership: the next leader finds it as drift).
-    pub fn clear(&mut self) {
-        self.pending.clear();
+    /// Takes everything pending (on losing leadership).
+    pub fn drain(&mut self) -> Vec<(WorkloadId, Pending)> {
+        self.pending.drain().collect()
     }
 
     /// Whether something is pending for a workload.

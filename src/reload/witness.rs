@@ -64,20 +64,75 @@ impl Witness {
         self.unknown.insert(id, baseline);
     }
 
-    /// On taking over: for each drifted workload, whether to roll it (`true`) or account for
-    /// its current hash (`false`).
-    pub(super) fn plan(&self, drift: Drift) -> Vec<(WorkloadId, bool)> {
-        drift
+    /// What this replica had queued when it stopped leading: a roll still owed is owed as if
+    /// seen while following (`current`: the workload's hash now); drift from accounting still
+    /// queued has a known cause (a change skipped on purpose), so it is not of unknown cause.
+    pub(super) fn left_queued(&mut self, id: WorkloadId, roll: bool, current: Option<String>) {
+        if roll {
+            self.owed.insert(id, current.into_iter().collect());
+        } else {
+            self.unknown.remove(&id);
+        }
+    }
+
+    /// How many workloads it remembers.
+    pub(super) fn len(&self) -> usize {
+        self.unknown.len() + self.owed.len()
+    }
+
+    /// Forgets the workloads `keep` says are gone.
+    pub(super) fn retain(&mut self, keep: impl Fn(&WorkloadId) -> bool) {
+        self.unknown.retain(|id, _| keep(id));
+        self.owed.retain(|id, _| keep(id));
+    }
+
+    /// Whether a change seen while following owes any workload a roll (with `--webhook-url`:
+    /// whether to call it on taking over).
+    pub(super) fn owes_any(&self) -> bool {
+        !self.owed.is_empty()
+    }
+
+    /// Whether a change seen while following owes this workload a roll: its stamp is none of
+    /// the hashes it had from that change on (the old leader did not roll it since).
+    fn owes(&self, id: &WorkloadId, stamp: Option<&str>) -> bool {
+        self.owed
+            .get(id)
+            .is_some_and(|hashes| stamp.is_none_or(|s| !hashes.iter().any(|h| h == s)))
+    }
+
+    /// On taking over: for each drifted workload, and each workload a change seen while
+    /// following owes a roll (stamped or not, whatever its accounted hash says), whether to roll
+    /// it (`true`) or account for its current hash (`false`). `state` gives a workload's stamp
+    /// and current hash, if kreload still acts on it.
+    pub(super) fn plan(
+        &self,
+        drift: Drift,
+        state: impl Fn(&WorkloadId) -> Option<(Option<String>, String)>,
+    ) -> Vec<(WorkloadId, bool)> {
+        let mut plan: Vec<(WorkloadId, bool)> = drift
             .into_iter()
             .map(|(id, baseline, stamp)| {
                 let unknown = self.unknown.get(&id) == Some(&baseline);
-                let owed = self
-                    .owed
-                    .get(&id)
-                    .is_some_and(|hashes| stamp.as_ref().is_none_or(|s| !hashes.contains(s)));
+                let owed = self.owes(&id, stamp.as_deref());
                 (id, unknown || owed)
             })
-            .collect()
+            .collect();
+        let planned: std::collections::HashSet<WorkloadId> =
+            plan.iter().map(|(id, _)| id.clone()).collect();
+        let mut extra: Vec<WorkloadId> = self
+            .owed
+            .keys()
+            .filter(|id| !planned.contains(*id))
+            .filter(|id| {
+                state(id).is_some_and(|(stamp, current)| {
+                    stamp.as_deref() != Some(current.as_str()) && self.owes(id, stamp.as_deref())
+                })
+            })
+            .cloned()
+            .collect();
+        extra.sort();
+        plan.extend(extra.into_iter().map(|id| (id, true)));
+        plan
     }
 }
 
@@ -121,15 +176,18 @@ mod tests {
         w.saw(id("rolled"), &roll(), s("h1"));
         w.saw(id("rolled"), &Effect::Account, s("h2"));
         w.saw(id("late"), &roll(), s("h2"));
-        let plan = w.plan(vec![
-            (id("old"), s("h0"), s("h0")),
-            (id("moved"), s("h1"), s("h1")),
-            (id("data"), s("h0"), s("h0")),
-            (id("meta"), s("h0"), s("h0")),
-            (id("rolled"), s("h1"), s("h1")),
-            (id("late"), s("h1"), s("h1")),
-            (id("unseen"), s("h0"), s("h0")),
-        ]);
+        let plan = w.plan(
+            vec![
+                (id("old"), s("h0"), s("h0")),
+                (id("moved"), s("h1"), s("h1")),
+                (id("data"), s("h0"), s("h0")),
+                (id("meta"), s("h0"), s("h0")),
+                (id("rolled"), s("h1"), s("h1")),
+                (id("late"), s("h1"), s("h1")),
+                (id("unseen"), s("h0"), s("h0")),
+            ],
+            |_| None,
+        );
         assert_eq!(
             plan,
             vec![
@@ -148,6 +206,50 @@ mod tests {
     fn a_replica_that_never_followed_rolls_all_drift_as_at_start_up() {
         let drift = vec![(id("a"), s("h0"), s("h0")), (id("b"), s("h1"), s("h0"))];
         let w = Witness::following(drift.clone());
-        assert!(w.plan(drift).into_iter().all(|(_, roll)| roll));
+        assert!(w.plan(drift, |_| None).into_iter().all(|(_, roll)| roll));
+    }
+
+    #[test]
+    fn an_owed_roll_is_planned_even_without_drift() {
+        // Seen while following: a data change for an unstamped workload (no baseline, so no
+        // drift), and one for a workload whose accounted hash already equals the new hash (the
+        // old leader accounted an annotation edit after the data change reached its store).
+        let mut w = Witness::following(vec![]);
+        w.saw(id("unstamped"), &roll(), s("h1"));
+        w.saw(id("accounted"), &roll(), s("h1"));
+        w.saw(id("rolled"), &roll(), s("h1"));
+        w.saw(id("gone"), &roll(), s("h1"));
+        let state = |i: &WorkloadId| match i.name.as_str() {
+            "unstamped" => Some((None, "h1".to_owned())),
+            "accounted" => Some((s("h0"), "h1".to_owned())),
+            "rolled" => Some((s("h1"), "h1".to_owned())),
+            _ => None,
+        };
+        assert_eq!(
+            w.plan(vec![], state),
+            vec![(id("accounted"), true), (id("unstamped"), true)]
+        );
+    }
+
+    #[test]
+    fn what_a_leader_left_queued_is_not_of_unknown_cause() {
+        // Stepping down with an accounting and a roll still queued: both workloads have drifted.
+        let mut w = Witness::following(vec![
+            (id("account"), s("h0"), s("h0")),
+            (id("roll"), s("h0"), s("h0")),
+        ]);
+        w.left_queued(id("account"), false, s("h1"));
+        w.left_queued(id("roll"), true, s("h1"));
+        let drift = vec![
+            (id("account"), s("h0"), s("h0")),
+            (id("roll"), s("h0"), s("h0")),
+        ];
+        assert_eq!(
+            w.plan(drift, |_| None),
+            vec![(id("account"), false), (id("roll"), true)]
+        );
+        w.retain(|i| i.name != "roll");
+        assert_eq!(w.len(), 0);
+        assert!(!w.owes_any());
     }
 }
