@@ -627,6 +627,23 @@ fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
     assert!(writes(&rules).is_empty(), "{rules:?}");
     assert_eq!(kinds(&rules).len(), all.len() - 1);
 
+    // Deployments ignored, Rollouts not: a Rollout with workloadRef still reads its
+    // Deployment's template (get only; no list, watch or patch of Deployments).
+    let rules = role_rules(
+        &documents(&helm_template(
+            "kreload",
+            &["ignoredWorkloadTypes={deployments}"],
+        )),
+        "ClusterRole",
+        "kreload",
+    );
+    let deployments: BTreeSet<String> = rules
+        .iter()
+        .filter(|(g, r, _)| g == "apps" && r == "deployments")
+        .map(|(_, _, v)| v.clone())
+        .collect();
+    assert_eq!(deployments, BTreeSet::from(["get".to_owned()]), "{rules:?}");
+
     // Every kind ignored: configs, Events and Namespaces only. Namespaced mode likewise.
     let every = "ignoredWorkloadTypes={deployments,statefulsets,daemonsets,cronjobs,jobs,rollouts,deploymentconfigs}";
     let rules = role_rules(

@@ -98,7 +98,9 @@ pub struct ClusterArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct FilterArgs {
     /// Roll on any referenced config change even without annotations (`auto: "false"` opts out).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    // A boolean in Reloader too (Go never gives a boolean flag the next argument), so
+    // `explain --auto-reload-all deployment/web` keeps the workload.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub auto_reload_all: bool,
 
     /// Config kinds to ignore: configMaps or secrets.

@@ -437,3 +437,21 @@ fn both_config_kinds_ignored_is_warned() {
     assert_eq!(n[0].setting, "--resources-to-ignore");
     assert_eq!(n[0].level, NoticeLevel::Warn);
 }
+
+#[test]
+fn a_boolean_flag_never_takes_the_next_argument() {
+    // As Go's flag package: `--auto-reload-all deployment/web` is the flag, then the workload.
+    let cli = crate::cli::args::Cli::try_parse_from([
+        "kreload",
+        "explain",
+        "--auto-reload-all",
+        "deployment/web",
+    ])
+    .expect("parses");
+    let crate::cli::args::Command::Explain(e) = cli.command else {
+        panic!("explain")
+    };
+    assert_eq!(e.workload, "deployment/web");
+    assert!(e.cluster.filters.auto_reload_all);
+    assert!(!parse(&["--auto-reload-all=false"]).filters.auto_reload_all);
+}
