@@ -240,5 +240,26 @@ pub fn all() -> impl Iterator<Item = WorkloadKind> {
     (0..REGISTRY.get().map_or(0, Vec::len)).map(|i| WorkloadKind::Extra(i as u8))
 }
 
+/// For tests anywhere in the crate: the registry as the tests share it (it is set once per
+/// process): `serving.knative.dev/v1/services:/spec/template` (kind `Service`) and
+/// `example.com/v1/apps:/spec/workload/podTemplate` (kind `App`) served, and
+/// `unserved.example.com/v1/things:/spec/template` asked for but not served.
+#[cfg(test)]
+pub(crate) fn test_kinds() -> (WorkloadKind, WorkloadKind) {
+    static KINDS: OnceLock<Vec<WorkloadKind>> = OnceLock::new();
+    let kinds = KINDS.get_or_init(|| {
+        let parse = |s: &str| s.parse::<ExtraWorkload>().expect("valid");
+        let svc = parse("serving.knative.dev/v1/services:/spec/template");
+        let app = parse("example.com/v1/apps:/spec/workload/podTemplate");
+        let unserved = parse("unserved.example.com/v1/things:/spec/template");
+        register(
+            &[(svc.clone(), "Service".into()), (app.clone(), "App".into())],
+            &[svc, app, unserved],
+        )
+        .expect("registered once, here")
+    });
+    (kinds[0], kinds[1])
+}
+
 #[cfg(test)]
 mod tests;

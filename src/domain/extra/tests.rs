@@ -80,20 +80,10 @@ fn unregistered_indexes_name_no_served_kind() {
     assert_eq!(WorkloadKind::Deployment.slot(), 0);
 }
 
-/// The one test that fills the process-wide registry (it is set once).
 #[test]
 fn registered_kinds_are_named_read_and_rolled_at_their_pointer() {
-    let svc = parse("serving.knative.dev/v1/services:/spec/template").unwrap();
-    let deep = parse("example.com/v1/apps:/spec/workload/podTemplate").unwrap();
-    let unserved = parse("unserved.example.com/v1/things:/spec/template").unwrap();
-    let kinds = register(
-        &[
-            (svc.clone(), "Service".into()),
-            (deep.clone(), "App".into()),
-        ],
-        &[svc, deep, unserved],
-    )
-    .unwrap();
+    let (knative, app) = test_kinds();
+    let kinds = [knative, app];
     assert_eq!(kinds, [WorkloadKind::Extra(0), WorkloadKind::Extra(1)]);
     assert!(register(&[], &[]).is_err(), "registered once");
     assert!(requested_group("unserved.example.com"));
@@ -101,7 +91,6 @@ fn registered_kinds_are_named_read_and_rolled_at_their_pointer() {
     assert!(!requested_group("apps"));
     assert_eq!(all().collect::<Vec<_>>(), kinds);
 
-    let (knative, app) = (kinds[0], kinds[1]);
     assert_eq!(knative.as_str(), "Service");
     assert_eq!(knative.group(), "serving.knative.dev");
     assert_eq!(knative.version(), "v1");
