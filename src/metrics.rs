@@ -105,7 +105,7 @@ impl Counter {
 #[derive(Default)]
 pub struct Metrics {
     admission: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
-    reloads: [[Counter; RollResult::ALL.len()]; WorkloadKind::ALL.len()],
+    reloads: [[Counter; RollResult::ALL.len()]; WorkloadKind::SLOTS],
     skipped: [Counter; SkipReason::ALL.len()],
     coalesced: Counter,
     deferred: Counter,
@@ -144,7 +144,7 @@ impl Metrics {
     /// A roll of a workload of `kind` ended with `result`. Counts Reloader's
     /// `reloader_reload_executed_total` too.
     pub fn reload(&self, kind: WorkloadKind, result: RollResult) {
-        self.reloads[kind as usize][result as usize].add(1);
+        self.reloads[kind.slot()][result as usize].add(1);
     }
 
     /// As [`Metrics::reload`], for a workload in `namespace`: also counts Reloader's
@@ -252,9 +252,9 @@ impl Metrics {
             );
         }
         let mut reloads = Vec::new();
-        for kind in WorkloadKind::ALL {
+        for kind in WorkloadKind::every() {
             for result in RollResult::ALL {
-                let n = self.reloads[kind as usize][result as usize].get();
+                let n = self.reloads[kind.slot()][result as usize].get();
                 if n > 0 {
                     reloads.push((format!("kind=\"{kind}\",result=\"{}\"", result.as_str()), n));
                 }
@@ -378,9 +378,9 @@ impl Metrics {
     /// when it is on.
     fn render_reloader(&self, out: &mut String) {
         let (mut succeeded, mut failed) = (0, 0);
-        for kind in WorkloadKind::ALL {
-            succeeded += self.reloads[kind as usize][RollResult::Success as usize].get();
-            failed += self.reloads[kind as usize][RollResult::Error as usize].get();
+        for kind in WorkloadKind::every() {
+            succeeded += self.reloads[kind.slot()][RollResult::Success as usize].get();
+            failed += self.reloads[kind.slot()][RollResult::Error as usize].get();
         }
         let name = "reloader_reload_executed_total";
         let _ = writeln!(

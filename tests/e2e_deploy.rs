@@ -244,6 +244,7 @@ fn chart_passes_flags_that_kreload_accepts() {
         "resourceLabelSelector=team=a",
         "resourcesToIgnore={configMaps,secrets}",
         "ignoredWorkloadTypes={jobs,rollouts}",
+        "extraWorkloads={serving.knative.dev/v1/services:/spec/template,e2e.kreload.dev/v1/widgets:/spec/a~1b}",
         "autoReloadAll=true",
         "reloadOnCreate=true",
         "reloadOnDelete=true",
@@ -285,6 +286,8 @@ fn chart_passes_flags_that_kreload_accepts() {
                 "--resource-label-selector=team=a",
                 "--resources-to-ignore=configMaps,secrets",
                 "--ignored-workload-types=jobs,rollouts",
+                "--extra-workload=serving.knative.dev/v1/services:/spec/template",
+                "--extra-workload=e2e.kreload.dev/v1/widgets:/spec/a~1b",
                 "--auto-reload-all=true",
                 "--reload-on-create=true",
                 "--reload-on-delete=true",
@@ -670,6 +673,54 @@ fn chart_rbac_grants_only_the_workload_kinds_kreload_rolls() {
             .into()
     );
     assert!(writes(&rules).is_empty(), "{rules:?}");
+
+    // extraWorkloads: each kind is watched and patched, and sent to both webhooks at CREATE
+    // and UPDATE; in namespaced mode too.
+    let extra = "extraWorkloads={serving.knative.dev/v1/services:/spec/template}";
+    for sets in [
+        &[extra][..],
+        &[
+            extra,
+            "rbac.namespaced=true",
+            "watchNamespaces={a}",
+            "certificates.mode=cert-manager",
+        ][..],
+    ] {
+        let docs = documents(&helm_template("kreload", sets));
+        let (kind, name) = if sets.len() > 1 {
+            ("Role", "kreload-watched")
+        } else {
+            ("ClusterRole", "kreload")
+        };
+        let rules = role_rules(&docs, kind, name);
+        let knative: BTreeSet<String> = rules
+            .iter()
+            .filter(|(g, r, _)| g == "serving.knative.dev" && r == "services")
+            .map(|(_, _, v)| v.clone())
+            .collect();
+        assert_eq!(
+            knative,
+            ["get", "list", "patch", "watch"].map(String::from).into(),
+            "{rules:?}"
+        );
+        for config in [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            let c = docs.iter().find(|d| kind_of(d) == config).unwrap();
+            for w in c["webhooks"].as_array().unwrap() {
+                assert!(
+                    w["rules"].as_array().unwrap().contains(&json!({
+                        "apiGroups": ["serving.knative.dev"], "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"], "resources": ["services"],
+                        "scope": "Namespaced"
+                    })),
+                    "{config}: {}",
+                    w["rules"]
+                );
+            }
+        }
+    }
 
     // And kreload, given the same list, watches none of those kinds (so it needs no more).
     let deployment = docs.iter().find(|d| kind_of(d) == "Deployment").unwrap();

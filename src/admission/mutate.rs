@@ -7,6 +7,7 @@
 //! govern every roll.
 
 use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH};
+use crate::domain::extra;
 use crate::domain::patch::{MetadataShape, annotations_patch, stamp_patch};
 use crate::domain::policy;
 use crate::domain::workload::{
@@ -16,7 +17,7 @@ use crate::domain::workload::{
 use super::Admission;
 use super::review::{
     Answer, Preparsed, Request, ReviewError, Verdict, answer, log, object, parse, parse_for_mutate,
-    patched, unsupported,
+    patched, unsupported, workload_object,
 };
 
 impl Admission {
@@ -62,6 +63,10 @@ impl Admission {
             return Ok(patched(stamp_patch("", pod.shape(), &stamp)));
         }
         let Some(kind) = req.kind.workload() else {
+            if extra::requested_group(&req.kind.group) {
+                // An extra kind whose API was not served at start: not rolled, never refused.
+                return Ok(Verdict::allow());
+            }
             return Err(unsupported(req));
         };
         // Immutable templates (Jobs) are never patched on UPDATE: the API server would refuse
@@ -75,7 +80,7 @@ impl Admission {
         }
         let workload: LeanWorkload = match req.parsed_object.take() {
             Some(Preparsed::Workload(w)) => *w,
-            _ => object(req)?,
+            _ => workload_object(req, kind)?,
         };
         let template = workload.template(kind);
         let parsed = policy::parse_workload(
@@ -127,7 +132,7 @@ impl Admission {
                 Some(old) => old.map(|w| *w),
                 None => req
                     .old_object
-                    .and_then(|raw| serde_json::from_str::<LeanWorkload>(raw.get()).ok()),
+                    .and_then(|raw| LeanWorkload::from_json(kind, raw.get()).ok()),
             };
             let old_stamp = old.as_ref().and_then(stamp_of);
             let old_accounted = old.as_ref().and_then(accounted_of);

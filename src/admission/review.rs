@@ -38,6 +38,11 @@ impl GroupVersionKind {
     pub(super) fn workload(&self) -> Option<WorkloadKind> {
         WorkloadKind::from_group_kind(&self.group, &self.kind)
     }
+
+    /// Whether this names a built-in workload kind (not an extra one).
+    pub(super) fn built_in_workload(&self) -> bool {
+        self.workload().is_some_and(|k| !k.is_extra())
+    }
 }
 
 #[derive(Deserialize)]
@@ -303,7 +308,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                             let pod: Typed<LeanPod> = map.next_value()?;
                             req.parsed_object = pod.0.map(|p| Preparsed::Pod(Box::new(p)));
                         }
-                        Field::Object if kind_known && req.kind.workload().is_some() => {
+                        // Extra kinds keep their template anywhere: read whole, later.
+                        Field::Object if kind_known && req.kind.built_in_workload() => {
                             let w: Typed<LeanWorkload> = map.next_value()?;
                             req.parsed_object = w.0.map(|w| Preparsed::Workload(Box::new(w)));
                         }
@@ -312,7 +318,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                             if kind_known
                                 && seen[Field::Operation as usize]
                                 && req.operation == "UPDATE"
-                                && req.kind.workload().is_some() =>
+                                && req.kind.built_in_workload() =>
                         {
                             let w: Typed<LeanWorkload> = map.next_value()?;
                             req.parsed_old = Some(w.0.map(Box::new));
@@ -380,6 +386,28 @@ pub(super) fn unsupported(req: &Request) -> Verdict {
             req.kind.group, req.kind.version, req.kind.kind, req.operation
         ),
     )
+}
+
+/// The request's object as a workload of `kind` ([`LeanWorkload::from_json`]).
+pub(super) fn workload_object(req: &Request, kind: WorkloadKind) -> Result<LeanWorkload, Verdict> {
+    if !kind.is_extra() {
+        return object(req);
+    }
+    let raw = req.object.ok_or_else(|| {
+        Verdict::deny(Outcome::Unsupported, "the request carries no object".into())
+    })?;
+    if !raw.get().starts_with('{') {
+        return object(req);
+    }
+    LeanWorkload::from_json(kind, raw.get()).map_err(|e| {
+        Verdict::deny(
+            Outcome::Unsupported,
+            format!(
+                "the {} in the request could not be read: {e}",
+                req.kind.kind
+            ),
+        )
+    })
 }
 
 pub(super) fn object<'a, T: Deserialize<'a>>(req: &Request<'a>) -> Result<T, Verdict> {

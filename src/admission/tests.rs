@@ -972,3 +972,104 @@ proptest! {
         }
     }
 }
+
+/// `--extra-workload` kinds (the test registry of `domain::extra`): stamped at CREATE at their
+/// pointer, wherever it is; the stamp kept at UPDATE as for a Deployment; a kind of an extra
+/// group that was not served at start passes untouched, never refused.
+#[test]
+fn extra_kinds_are_stamped_at_their_pointer_and_kept_at_update() {
+    let (knative, app) = crate::domain::extra::test_kinds();
+    let a = admission();
+    let template =
+        json!({"spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "app"}}]}]}});
+    let obj = json!({
+        "metadata": {"name": "w", "namespace": "ns", "annotations": {"reloader.stakater.com/auto": "true"}},
+        "spec": {"workload": {"podTemplate": template}}
+    });
+    let stamp_at = "/spec/workload/podTemplate/metadata/annotations/kreload.dev~1config-hash";
+    let created = a
+        .mutate(&review(app.group(), app.as_str(), "CREATE", obj.clone()))
+        .unwrap();
+    let stamp = written(&obj, &created, stamp_at).expect("stamped at CREATE");
+    assert!(stamp.as_str().unwrap().starts_with("v2."), "{stamp}");
+    // The same at the usual place for a Knative-like Service.
+    let svc = json!({
+        "metadata": {"name": "s", "namespace": "ns", "annotations": {"reloader.stakater.com/auto": "true"}},
+        "spec": {"template": template}
+    });
+    let answer = a
+        .mutate(&review(
+            knative.group(),
+            knative.as_str(),
+            "CREATE",
+            svc.clone(),
+        ))
+        .unwrap();
+    assert_eq!(
+        written(
+            &svc,
+            &answer,
+            "/spec/template/metadata/annotations/kreload.dev~1config-hash"
+        ),
+        Some(stamp.clone())
+    );
+    // Not opted in: untouched.
+    let plain = json!({"metadata": {"name": "p"}, "spec": {"workload": {"podTemplate": template}}});
+    let answer = a
+        .mutate(&review(app.group(), app.as_str(), "CREATE", plain.clone()))
+        .unwrap();
+    assert!(response(&answer).get("patch").is_none());
+
+    // UPDATE dropping the stamp (a re-apply) gets the old one back; one writing another is
+    // not taken.
+    let stamped = apply_patch(&obj, &response(&created));
+    let answer = a
+        .mutate(&review_update_of(
+            app.group(),
+            app.as_str(),
+            obj.clone(),
+            stamped.clone(),
+        ))
+        .unwrap();
+    assert_eq!(written(&obj, &answer, stamp_at), Some(stamp.clone()));
+    let mut forged = stamped.clone();
+    forged["spec"]["workload"]["podTemplate"]["metadata"]["annotations"]["kreload.dev/config-hash"] =
+        json!("v2.x.forged");
+    let answer = a
+        .mutate(&review_update_of(
+            app.group(),
+            app.as_str(),
+            forged.clone(),
+            stamped.clone(),
+        ))
+        .unwrap();
+    assert_eq!(written(&forged, &answer, stamp_at), Some(stamp));
+
+    // A kind of an extra group not served at start: allowed by both webhooks, unchanged.
+    let other = json!({"metadata": {"name": "t"}, "spec": {}});
+    for answer in [
+        a.mutate(&review(
+            "unserved.example.com",
+            "Thing",
+            "CREATE",
+            other.clone(),
+        ))
+        .unwrap(),
+        a.validate(&review(
+            "unserved.example.com",
+            "Thing",
+            "CREATE",
+            other.clone(),
+        ))
+        .unwrap(),
+    ] {
+        let resp = response(&answer);
+        assert_eq!(resp["allowed"], true, "{resp}");
+        assert!(resp.get("patch").is_none());
+    }
+    // Any other unknown kind is still refused as unsupported.
+    let answer = a
+        .mutate(&review("other.example.com", "Thing", "CREATE", other))
+        .unwrap();
+    assert_eq!(answer.outcome, Outcome::Unsupported);
+}

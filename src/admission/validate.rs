@@ -5,6 +5,7 @@ use serde_json::value::RawValue;
 use crate::domain::check::{being_deleted, changes_judged_annotations, check_rules};
 use crate::domain::config::{ConfigId, ConfigKind};
 use crate::domain::entry::ConfigView;
+use crate::domain::extra;
 use crate::domain::policy::{self, Warning, WorkloadPolicy};
 
 use super::Admission;
@@ -40,6 +41,10 @@ impl Admission {
             return Ok(Verdict::allow());
         }
         let Some(checked) = check_rules(&self.names, &req.kind.group, &req.kind.kind, raw) else {
+            if extra::requested_group(&req.kind.group) {
+                // An extra kind whose API was not served at start: not judged, never refused.
+                return Ok(Verdict::allow());
+            }
             return Err(unsupported(req));
         };
         let mut checked = checked.map_err(|why| {

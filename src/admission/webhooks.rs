@@ -3,7 +3,8 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhookConfiguration,
+    WebhookClientConfig,
 };
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -16,6 +17,7 @@ use crate::domain::annotations::{
     AnnotationNames, FIELD_MANAGER, MUTATE_PATH, MUTATING_WEBHOOK_CONFIG, RELOADER_DOMAIN,
     VALIDATE_PATH,
 };
+use crate::domain::workload::WorkloadKind;
 
 pub const MUTATING_YAML: &str = include_str!("../../webhook-config/mutating.yaml");
 pub const VALIDATING_YAML: &str = include_str!("../../webhook-config/validating.yaml");
@@ -106,6 +108,35 @@ pub fn select_annotation_names(
         for c in w.match_conditions.iter_mut().flatten() {
             c.expression = c.expression.replace(&test, &widened);
         }
+    }
+}
+
+/// Adds a CREATE and UPDATE rule for each extra workload kind (`--extra-workload`) to every
+/// webhook of both configurations, as the built-in kinds have (local mode; the chart renders the
+/// same rules from its `extraWorkloads` value).
+pub fn add_extra_kinds(
+    mutating: &mut MutatingWebhookConfiguration,
+    validating: &mut ValidatingWebhookConfiguration,
+    kinds: &[WorkloadKind],
+) {
+    let rules: Vec<RuleWithOperations> = kinds
+        .iter()
+        .map(|k| RuleWithOperations {
+            api_groups: Some(vec![k.group().to_owned()]),
+            api_versions: Some(vec![k.version().to_owned()]),
+            operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+            resources: Some(vec![k.plural().to_owned()]),
+            scope: Some("Namespaced".into()),
+        })
+        .collect();
+    if rules.is_empty() {
+        return;
+    }
+    for w in mutating.webhooks.iter_mut().flatten() {
+        w.rules.get_or_insert_with(Vec::new).extend(rules.clone());
+    }
+    for w in validating.webhooks.iter_mut().flatten() {
+        w.rules.get_or_insert_with(Vec::new).extend(rules.clone());
     }
 }
 

@@ -12,6 +12,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::domain::annotations::DEFAULT_NAMESPACE;
 use crate::domain::config::ConfigKind;
+use crate::domain::extra::ExtraWorkload;
 use crate::domain::selector::{Selector, from_reloader_flags};
 use crate::domain::trigger::Filters;
 use crate::domain::workload::WorkloadKind;
@@ -337,6 +338,15 @@ pub struct RunArgs {
     /// limit).
     #[arg(long, default_value_t = 0)]
     pub max_concurrent_rolls: u32,
+
+    /// Also roll this kind, with its pod template at this JSON pointer, when the cluster serves
+    /// it (looked for at start): GROUP/VERSION/RESOURCE:JSONPOINTER, e.g.
+    /// serving.knative.dev/v1/services:/spec/template. Repeatable, up to 8.
+    #[arg(
+        long = "extra-workload",
+        value_name = "GROUP/VERSION/RESOURCE:JSONPOINTER"
+    )]
+    pub extra_workloads: Vec<ExtraWorkload>,
 
     /// Several replicas: elect one, through a Lease in kreload's namespace, to roll workloads
     /// (all serve admission).

@@ -20,6 +20,7 @@ use crate::cli::client::{self, client};
 use crate::domain::alert::AlertSink;
 use crate::domain::annotations::AnnotationNames;
 use crate::domain::config::ConfigKind;
+use crate::domain::extra::{self, ExtraWorkload};
 use crate::domain::stamper::Stamper;
 use crate::domain::workload::WorkloadKind;
 use crate::metrics::Metrics;
@@ -33,7 +34,7 @@ use crate::watch::namespace;
 use crate::watch::sync::{SyncSet, watch_name};
 use crate::watch::workload::{
     self as workloadwatch, CronJobKind, DaemonSetKind, DeploymentConfigKind, DeploymentKind,
-    JobKind, RolloutKind, StatefulSetKind, WorkloadKindMarker,
+    ExtraKind, JobKind, RolloutKind, StatefulSetKind, WorkloadKindMarker,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -114,6 +115,37 @@ fn shutdown_signal(stdin: bool) -> impl std::future::Future<Output = ()> + Clone
 /// Whether the API server serves a workload kind (discovered once, at start): the optional
 /// ones (the Argo Rollouts CRD, OpenShift's DeploymentConfigs) may be missing. `Err` says why
 /// discovery could not tell.
+/// The extra kinds (`--extra-workload`) the cluster serves, each with its kind name, as
+/// discovery finds them at start; one log line for each, served or not. Never fails the start.
+async fn served_extras(client: &Client, extras: &[ExtraWorkload]) -> Vec<(ExtraWorkload, String)> {
+    let mut found = Vec::new();
+    for e in extras {
+        let api = e.api_version();
+        let flag = e.to_string();
+        match client.list_api_group_resources(&api).await {
+            Ok(list) => match list.resources.iter().find(|r| r.name == e.resource) {
+                Some(r) if r.namespaced => {
+                    tracing::info!(%api, extra_workload = %flag, kind = %r.kind, "{} served: watched, stamped and rolled", e.resource);
+                    found.push((e.clone(), r.kind.clone()));
+                }
+                Some(_) => {
+                    tracing::warn!(%api, extra_workload = %flag, "{} is cluster-scoped: not watched (kreload rolls namespaced workloads)", e.resource)
+                }
+                None => {
+                    tracing::warn!(%api, extra_workload = %flag, "{} not served: not watched (kreload looks for the API only at start)", e.resource)
+                }
+            },
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                tracing::warn!(%api, extra_workload = %flag, "{} not served: not watched (kreload looks for the API only at start)", e.resource)
+            }
+            Err(error) => {
+                tracing::warn!(%api, extra_workload = %flag, %error, "{}: discovery failed, so they are not watched (kreload looks for the API only at start)", e.resource)
+            }
+        }
+    }
+    found
+}
+
 async fn served(client: &Client, kind: WorkloadKind) -> Result<bool, kube::Error> {
     let group_version = format!("{}/{}", kind.group(), kind.version());
     match client.list_api_group_resources(&group_version).await {
@@ -157,6 +189,17 @@ impl WorkloadFeeds {
             WorkloadKind::Job => self.spawn::<JobKind>(scope),
             WorkloadKind::Rollout => self.spawn::<RolloutKind>(scope),
             WorkloadKind::DeploymentConfig => self.spawn::<DeploymentConfigKind>(scope),
+            WorkloadKind::Extra(i) => match i {
+                0 => self.spawn::<ExtraKind<0>>(scope),
+                1 => self.spawn::<ExtraKind<1>>(scope),
+                2 => self.spawn::<ExtraKind<2>>(scope),
+                3 => self.spawn::<ExtraKind<3>>(scope),
+                4 => self.spawn::<ExtraKind<4>>(scope),
+                5 => self.spawn::<ExtraKind<5>>(scope),
+                6 => self.spawn::<ExtraKind<6>>(scope),
+                7 => self.spawn::<ExtraKind<7>>(scope),
+                _ => tracing::error!(index = i, "no watch for this extra kind index"),
+            },
         }
     }
 }
@@ -200,6 +243,7 @@ fn with_alerts(
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let filters = args.filters.filters()?;
+    extra::check_list(&args.extra_workloads).map_err(anyhow::Error::msg)?;
     let namespaces = Arc::new(args.filters.namespace_filter(
         &args.namespace,
         args.reloader.kubernetes_namespace.as_deref(),
@@ -321,6 +365,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             kinds.remove(&kind);
         }
     }
+    let extras = served_extras(&client, &args.extra_workloads).await;
+    let extra_kinds =
+        extra::register(&extras, &args.extra_workloads).map_err(anyhow::Error::msg)?;
+    kinds.extend(extra_kinds.iter().copied());
     let (workload_sync, mut workloads_synced) = SyncSet::new(kinds.iter().flat_map(|k| {
         scopes
             .iter()
@@ -494,13 +542,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(reloader.run(changes_rx, new_workloads_rx, leader));
 
     if let Some(ca) = &local_ca {
-        let (m, mut v) = webhooks::local(
+        let (mut m, mut v) = webhooks::local(
             &format!("https://{bound}"),
             ca,
             &args.webhook_config_name,
             namespaces.only(),
         );
         webhooks::select_annotation_names(&mut v, &names);
+        webhooks::add_extra_kinds(&mut m, &mut v, &extra_kinds);
         webhooks::apply(client.clone(), &m, &v)
             .await
             .context("cannot register the webhook configurations")?;

@@ -55,7 +55,7 @@ pub fn check_rules(
     let kind = WorkloadKind::from_group_kind(group, kind)?;
     Some(
         read()
-            .and_then(|()| serde_json::from_str::<LeanWorkload>(object).map_err(|e| e.to_string()))
+            .and_then(|()| LeanWorkload::from_json(kind, object).map_err(|e| e.to_string()))
             .map(|w| {
                 let parsed = policy::parse_workload(
                     names,
@@ -104,7 +104,7 @@ fn judged(
         ));
     }
     let kind = WorkloadKind::from_group_kind(group, kind)?;
-    let w: LeanWorkload = serde_json::from_str(object).ok()?;
+    let w = LeanWorkload::from_json(kind, object).ok()?;
     Some((
         reloader(w.metadata.annotations.as_ref()),
         reloader(w.template(kind).annotations()),

@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod decide;
 pub mod entry;
+pub mod extra;
 pub mod patch;
 pub mod policy;
 pub mod refs;

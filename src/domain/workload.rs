@@ -7,6 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::domain::annotations::CONFIG_HASH;
+use crate::domain::extra;
 use crate::domain::patch::MetadataShape;
 use crate::domain::policy::{Annotations, PolicySource, RolloutStrategy, WorkloadPolicy};
 use crate::domain::refs::{PodSpecRefs, null_default};
@@ -23,6 +24,9 @@ pub enum WorkloadKind {
     /// OpenShift's `apps.openshift.io/v1` DeploymentConfig: a template change triggers its
     /// ConfigChange rollout.
     DeploymentConfig,
+    /// A kind named by `--extra-workload`, by its index in the registry of
+    /// [`crate::domain::extra`] (filled at start with the kinds the cluster serves).
+    Extra(u8),
 }
 
 impl WorkloadKind {
@@ -45,6 +49,7 @@ impl WorkloadKind {
             WorkloadKind::Job => "Job",
             WorkloadKind::Rollout => "Rollout",
             WorkloadKind::DeploymentConfig => "DeploymentConfig",
+            WorkloadKind::Extra(i) => extra::registered(i).kind,
         }
     }
 
@@ -53,9 +58,33 @@ impl WorkloadKind {
         Self::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
-    /// The kind an API group and kind name denote, if kreload rolls it.
+    /// The kind an API group and kind name denote, if kreload rolls it (extra kinds included).
     pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
-        Self::from_kind(kind).filter(|k| k.group() == group)
+        Self::every().find(|k| k.as_str() == kind && k.group() == group)
+    }
+
+    /// The built-in kinds, then the registered extra kinds.
+    pub fn every() -> impl Iterator<Item = WorkloadKind> {
+        Self::ALL.into_iter().chain(extra::all())
+    }
+
+    /// Whether the kind is one of `--extra-workload`.
+    pub fn is_extra(self) -> bool {
+        matches!(self, WorkloadKind::Extra(_))
+    }
+
+    /// How many distinct [`WorkloadKind::slot`]s there are.
+    pub const SLOTS: usize = Self::ALL.len() + extra::MAX_EXTRA;
+
+    /// A dense index of the kind, below [`WorkloadKind::SLOTS`] (for per-kind counters).
+    pub fn slot(self) -> usize {
+        match self {
+            WorkloadKind::Extra(i) => Self::ALL.len() + usize::from(i).min(extra::MAX_EXTRA - 1),
+            k => Self::ALL
+                .iter()
+                .position(|a| *a == k)
+                .expect("built-in kinds are in ALL"),
+        }
     }
 
     /// API group of the kind.
@@ -67,18 +96,23 @@ impl WorkloadKind {
             WorkloadKind::CronJob | WorkloadKind::Job => "batch",
             WorkloadKind::Rollout => "argoproj.io",
             WorkloadKind::DeploymentConfig => "apps.openshift.io",
+            WorkloadKind::Extra(i) => extra::registered(i).group,
         }
     }
 
     /// Whether the kind comes from an API that a cluster may not serve (a CRD, OpenShift's):
     /// kreload watches it only when discovery finds it at start.
     pub fn optional(self) -> bool {
-        matches!(self, WorkloadKind::Rollout | WorkloadKind::DeploymentConfig)
+        matches!(
+            self,
+            WorkloadKind::Rollout | WorkloadKind::DeploymentConfig | WorkloadKind::Extra(_)
+        )
     }
 
     pub fn version(self) -> &'static str {
         match self {
             WorkloadKind::Rollout => "v1alpha1",
+            WorkloadKind::Extra(i) => extra::registered(i).version,
             _ => "v1",
         }
     }
@@ -93,12 +127,14 @@ impl WorkloadKind {
             WorkloadKind::Job => "jobs",
             WorkloadKind::Rollout => "rollouts",
             WorkloadKind::DeploymentConfig => "deploymentconfigs",
+            WorkloadKind::Extra(i) => extra::registered(i).plural,
         }
     }
 
     pub fn template_path(self) -> &'static [&'static str] {
         match self {
             WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template"],
+            WorkloadKind::Extra(i) => extra::registered(i).path,
             _ => &["spec", "template"],
         }
     }
@@ -107,6 +143,7 @@ impl WorkloadKind {
     pub fn template_pointer(self) -> &'static str {
         match self {
             WorkloadKind::CronJob => "/spec/jobTemplate/spec/template",
+            WorkloadKind::Extra(i) => extra::registered(i).pointer,
             _ => "/spec/template",
         }
     }
@@ -348,6 +385,10 @@ pub(crate) struct LeanWorkloadSpec {
     /// Argo Rollouts: the object whose pod template the Rollout uses.
     #[serde(deserialize_with = "object_or_null")]
     workload_ref: Option<WorkloadRef>,
+    /// Extra kinds: the pod template read at the kind's JSON pointer
+    /// ([`LeanWorkloadSpec::read_extra_template`]).
+    #[serde(skip)]
+    extra_template: Option<LeanTemplate>,
 }
 
 /// Any workload kind, read leanly: the template is found where the kind keeps it.
@@ -370,6 +411,20 @@ static NO_TEMPLATE: LeanTemplate = LeanTemplate {
 };
 
 impl LeanWorkload {
+    /// Reads a workload of `kind` from JSON text. The same as deserializing it, except that an
+    /// extra kind's template is found at its JSON pointer.
+    pub fn from_json(kind: WorkloadKind, text: &str) -> serde_json::Result<Self> {
+        if !kind.is_extra() {
+            return serde_json::from_str(text);
+        }
+        let whole: serde_json::Value = serde_json::from_str(text)?;
+        let mut w = LeanWorkload::deserialize(&whole)?;
+        w.spec
+            .get_or_insert_with(LeanWorkloadSpec::default)
+            .read_extra_template(kind, &whole);
+        Ok(w)
+    }
+
     /// The pod template (an empty one when the object has none).
     pub fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
         self.template_opt(kind).unwrap_or(&NO_TEMPLATE)
@@ -390,7 +445,20 @@ impl LeanWorkloadSpec {
     pub(crate) fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate> {
         match kind {
             WorkloadKind::CronJob => self.job_template.as_ref()?.spec.as_ref()?.template.as_ref(),
+            WorkloadKind::Extra(_) => self.extra_template.as_ref(),
             _ => self.template.as_ref(),
+        }
+    }
+
+    /// For an extra kind, reads the pod template at the kind's JSON pointer in the whole object
+    /// `whole` (a template that is not a JSON object counts as none); other kinds read theirs
+    /// when deserialized.
+    pub(crate) fn read_extra_template(&mut self, kind: WorkloadKind, whole: &serde_json::Value) {
+        if kind.is_extra() {
+            self.extra_template = whole
+                .pointer(kind.template_pointer())
+                .filter(|t| t.is_object())
+                .and_then(|t| LeanTemplate::deserialize(t).ok());
         }
     }
 
@@ -453,6 +521,11 @@ impl LeanWorkloadSpec {
                     && status.number_available.unwrap_or(0) >= desired
             }
             WorkloadKind::CronJob | WorkloadKind::Job => true,
+            // An extra kind's status is its own: done once its controller has seen the
+            // generation, when it reports one.
+            WorkloadKind::Extra(_) => {
+                status.observed_generation.is_none() || status.observed_generation >= generation
+            }
         }
     }
 }

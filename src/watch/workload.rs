@@ -44,17 +44,54 @@ kind_marker!(JobKind, WorkloadKind::Job);
 kind_marker!(RolloutKind, WorkloadKind::Rollout);
 kind_marker!(DeploymentConfigKind, WorkloadKind::DeploymentConfig);
 
+/// The extra kind (`--extra-workload`) registered at index `I`.
+#[derive(Clone, Debug)]
+pub struct ExtraKind<const I: u8>;
+impl<const I: u8> WorkloadKindMarker for ExtraKind<I> {
+    const KIND: WorkloadKind = WorkloadKind::Extra(I);
+}
+
 /// A workload as kreload watches it: metadata and the lean template only.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct WatchedWorkload<K: WorkloadKindMarker> {
-    #[serde(default)]
     pub metadata: ObjectMeta,
+    spec: LeanWorkloadSpec,
+    status: LeanStatus,
+    kind: PhantomData<K>,
+}
+
+/// What [`WatchedWorkload`] reads of an object.
+#[derive(Deserialize)]
+struct Watched {
+    #[serde(default)]
+    metadata: ObjectMeta,
     #[serde(default, deserialize_with = "crate::domain::refs::null_default")]
     spec: LeanWorkloadSpec,
     #[serde(default, deserialize_with = "crate::domain::refs::null_default")]
     status: LeanStatus,
-    #[serde(skip)]
-    kind: PhantomData<K>,
+}
+
+impl<'de, K: WorkloadKindMarker> Deserialize<'de> for WatchedWorkload<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (w, whole) = if K::KIND.is_extra() {
+            // An extra kind's template is wherever its pointer says: read the whole object.
+            let whole = serde_json::Value::deserialize(d)?;
+            let w = Watched::deserialize(&whole).map_err(serde::de::Error::custom)?;
+            (w, Some(whole))
+        } else {
+            (Watched::deserialize(d)?, None)
+        };
+        let mut spec = w.spec;
+        if let Some(whole) = &whole {
+            spec.read_extra_template(K::KIND, whole);
+        }
+        Ok(WatchedWorkload {
+            metadata: w.metadata,
+            spec,
+            status: w.status,
+            kind: PhantomData,
+        })
+    }
 }
 
 impl<K: WorkloadKindMarker> kube::Resource for WatchedWorkload<K> {

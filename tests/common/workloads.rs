@@ -90,7 +90,11 @@ pub async fn ensure_deployment_config_crd(client: &kube::Client) {
 /// Registers a minimal CRD for `kind` (any schema; a status subresource) and waits until it is
 /// served. It is left in place: other tests, and other runs, use it too.
 async fn ensure_crd(client: &kube::Client, kind: Kind) {
-    let resource = kind.resource();
+    ensure_crd_of(client, kind.resource()).await;
+}
+
+/// As [`ensure_crd`], for any namespaced resource.
+pub async fn ensure_crd_of(client: &kube::Client, resource: ApiResource) {
     let name = format!("{}.{}", resource.plural, resource.group);
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = json!({
