@@ -53,6 +53,51 @@ async fn lease_holder(client: &kube::Client, name: &str) -> Option<String> {
     leases.get_opt(name).await.ok()??.spec?.holder_identity
 }
 
+/// One replica of kreload in HA, acting in `ns` only, with webhook configurations of its own,
+/// contending for Lease `lease` as `<ns>-<who>`.
+fn ha_replica(ns: &TestNamespace, lease: &str, lease_duration: &str, who: &str) -> Running {
+    let identity = format!("{}-{who}", ns.name);
+    let webhook = format!("kreload-{}-{who}", ns.name);
+    Running(Kreload::start(&[
+        "--namespaces",
+        &ns.name,
+        "--webhook-config-name",
+        &webhook,
+        "--enable-ha",
+        "--lease-name",
+        lease,
+        "--lease-duration",
+        lease_duration,
+        "--identity",
+        &identity,
+        "--log-level",
+        "debug",
+    ]))
+}
+
+/// Which of `ids` holds Lease `lease`, once one does.
+async fn wait_leader(client: &kube::Client, lease: &str, ids: &[String]) -> usize {
+    wait_for(
+        &format!("one of {ids:?} to hold Lease kreload/{lease}"),
+        Duration::from_secs(30),
+        || async {
+            let h = lease_holder(client, lease).await?;
+            ids.iter().position(|i| *i == h)
+        },
+    )
+    .await
+}
+
+/// Waits until `id` holds Lease `lease`.
+async fn wait_holder(client: &kube::Client, lease: &str, id: &str, within: Duration) {
+    wait_for(
+        &format!("{id} to hold Lease kreload/{lease}"),
+        within,
+        || async { (lease_holder(client, lease).await.as_deref() == Some(id)).then_some(()) },
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 
@@ -160,25 +205,7 @@ async fn skipped_creates_and_deletes_never_roll_later() {
     }
     // Without the flags: two replicas, one leader.
     let lease = format!("kreload-{}", off.name);
-    let replica = |who: &str| {
-        let identity = format!("{}-{who}", off.name);
-        let webhook = format!("kreload-{}-{who}", off.name);
-        Running(Kreload::start(&[
-            "--namespaces",
-            &off.name,
-            "--webhook-config-name",
-            &webhook,
-            "--enable-ha",
-            "--lease-name",
-            &lease,
-            "--lease-duration",
-            "4s",
-            "--identity",
-            &identity,
-            "--log-level",
-            "debug",
-        ]))
-    };
+    let replica = |who: &str| ha_replica(&off, &lease, "4s", who);
     let a = replica("a");
     let b = replica("b");
     let with_flags = kreload_for(&[&on], &["--reload-on-create", "--reload-on-delete"]);
@@ -229,36 +256,18 @@ async fn skipped_creates_and_deletes_never_roll_later() {
 
     // A leader change: the survivor takes over and compares every workload with its baseline.
     let ids = [format!("{}-a", off.name), format!("{}-b", off.name)];
-    let leader = wait_for(
-        &format!("one of {ids:?} to hold Lease kreload/{lease}"),
-        Duration::from_secs(30),
-        || async {
-            let h = lease_holder(&client, &lease).await?;
-            ids.iter().position(|i| *i == h)
-        },
-    )
-    .await;
+    let leader = wait_leader(&client, &lease, &ids).await;
     let (leader_k, survivor_k) = if leader == 0 { (&a, &b) } else { (&b, &a) };
     let survivor = &ids[1 - leader];
     leader_k.stop();
-    wait_for(
-        &format!("{survivor} to take over Lease kreload/{lease}"),
-        Duration::from_secs(30),
-        || async { (lease_holder(&client, &lease).await.as_ref() == Some(survivor)).then_some(()) },
-    )
-    .await;
+    wait_holder(&client, &lease, survivor, Duration::from_secs(30)).await;
     failures.extend(nothing_rolled(&off, &keep, &bases_off, "after a leader change").await);
 
     // A restart: the last replica goes, a new one starts and leads.
     survivor_k.terminate();
     let c = replica("c");
     let c_id = format!("{}-c", off.name);
-    wait_for(
-        &format!("{c_id} to take Lease kreload/{lease}"),
-        Duration::from_secs(30),
-        || async { (lease_holder(&client, &lease).await.as_ref() == Some(&c_id)).then_some(()) },
-    )
-    .await;
+    wait_holder(&client, &lease, &c_id, Duration::from_secs(30)).await;
     failures.extend(nothing_rolled(&off, &keep, &bases_off, "after a restart").await);
 
     // Clean up what the killed replica could not.
@@ -488,23 +497,7 @@ async fn skipped_changes_during_a_leader_gap_never_roll() {
     let ns = TestNamespace::new(&client, "e2e-s-gap").await;
     cm("watched").create(&ns).await;
     let lease = format!("kreload-{}", ns.name);
-    let replica = |who: &str| {
-        let identity = format!("{}-{who}", ns.name);
-        let webhook = format!("kreload-{}-{who}", ns.name);
-        Running(Kreload::start(&[
-            "--namespaces",
-            &ns.name,
-            "--webhook-config-name",
-            &webhook,
-            "--enable-ha",
-            "--lease-name",
-            &lease,
-            "--lease-duration",
-            "8s",
-            "--identity",
-            &identity,
-        ]))
-    };
+    let replica = |who: &str| ha_replica(&ns, &lease, "8s", who);
     let a = replica("a");
     let b = replica("b");
     let auto = json!({"reloader.stakater.com/auto": "true"});
@@ -525,11 +518,7 @@ async fn skipped_changes_during_a_leader_gap_never_roll() {
     ];
     let bases = baselines(&ns, &keep).await;
     let ids = [format!("{}-a", ns.name), format!("{}-b", ns.name)];
-    let leader = wait_for("a leader", Duration::from_secs(30), || async {
-        let h = lease_holder(&client, &lease).await?;
-        ids.iter().position(|i| *i == h)
-    })
-    .await;
+    let leader = wait_leader(&client, &lease, &ids).await;
     let (dead, survivor) = if leader == 0 {
         (&a, &ids[1])
     } else {
@@ -549,12 +538,7 @@ async fn skipped_changes_during_a_leader_gap_never_roll() {
         Some(&ids[leader]),
         "the changes must land while the dead leader still holds the Lease"
     );
-    wait_for(
-        &format!("{survivor} to take over"),
-        Duration::from_secs(60),
-        || async { (lease_holder(&client, &lease).await.as_ref() == Some(survivor)).then_some(()) },
-    )
-    .await;
+    wait_holder(&client, &lease, survivor, Duration::from_secs(60)).await;
     let failures = nothing_rolled(&ns, &keep, &bases, "after the takeover").await;
     check(failures, &[&a, &b]);
 }
@@ -571,23 +555,7 @@ async fn a_data_change_in_a_leader_gap_rolls_unstamped_workloads_too() {
     // Before any kreload acts here: no webhook stamps it.
     create(&ns, deploy("old", auto.clone(), env_from(&["data"], &[]))).await;
     let lease = format!("kreload-{}", ns.name);
-    let replica = |who: &str| {
-        let identity = format!("{}-{who}", ns.name);
-        let webhook = format!("kreload-{}-{who}", ns.name);
-        Running(Kreload::start(&[
-            "--namespaces",
-            &ns.name,
-            "--webhook-config-name",
-            &webhook,
-            "--enable-ha",
-            "--lease-name",
-            &lease,
-            "--lease-duration",
-            "8s",
-            "--identity",
-            &identity,
-        ]))
-    };
+    let replica = |who: &str| ha_replica(&ns, &lease, "8s", who);
     let a = replica("a");
     let b = replica("b");
     create(&ns, deploy("new", auto, env_from(&["data"], &[]))).await;
@@ -610,11 +578,7 @@ async fn a_data_change_in_a_leader_gap_rolls_unstamped_workloads_too() {
         "the workload created before kreload is unstamped"
     );
     let ids = [format!("{}-a", ns.name), format!("{}-b", ns.name)];
-    let leader = wait_for("a leader", Duration::from_secs(30), || async {
-        let h = lease_holder(&client, &lease).await?;
-        ids.iter().position(|i| *i == h)
-    })
-    .await;
+    let leader = wait_leader(&client, &lease, &ids).await;
     let (dead, survivor) = if leader == 0 {
         (&a, &ids[1])
     } else {
@@ -628,12 +592,7 @@ async fn a_data_change_in_a_leader_gap_rolls_unstamped_workloads_too() {
         Some(&ids[leader]),
         "the change must land while the dead leader still holds the Lease"
     );
-    wait_for(
-        &format!("{survivor} to take over"),
-        Duration::from_secs(60),
-        || async { (lease_holder(&client, &lease).await.as_ref() == Some(survivor)).then_some(()) },
-    )
-    .await;
+    wait_holder(&client, &lease, survivor, Duration::from_secs(60)).await;
     let failures = verify(&ns, &cases, &bases).await;
     check(failures, &[&a, &b]);
 }
