@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::observe::{events, notes, occurrences, wait_metric};
+use common::observe::{events, notes, occurrences, wait_watched_and_indexed};
 use common::workloads::*;
 use common::*;
 use kube::Api;
@@ -121,24 +119,7 @@ async fn extra_workloads_are_stamped_and_rolled_at_their_pointer() {
         );
     };
     assert!(created.starts_with("v2."), "stamp {created:?} is not v2");
-    wait_metric(
-        &kreload,
-        "kreload_watch_events_total",
-        &[("kind", "Widget")],
-        Duration::from_secs(30),
-        |n| n >= 1.0,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("Widgets are not watched: {e}"));
-    wait_metric(
-        &kreload,
-        "kreload_index_workloads",
-        &[],
-        Duration::from_secs(30),
-        |n| n >= 1.0,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("Widget web is not indexed: {e}"));
+    wait_watched_and_indexed(&kreload, "Widget").await;
 
     // An UPDATE that drops the stamp gets it back (admission keeps it, as for Deployments).
     merge(

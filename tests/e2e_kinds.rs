@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::observe::{events, notes, occurrences, wait_metric};
+use common::observe::{events, notes, occurrences, wait_metric, wait_watched_and_indexed};
 use common::workloads::*;
 use common::*;
 use k8s_openapi::api::core::v1::ReplicationController;
@@ -89,24 +89,7 @@ async fn deployment_configs_are_stamped_and_rolled_like_deployments() {
     };
     assert!(created.starts_with("v2."), "stamp {created:?} is not v2");
     // The watch has it (the pods' owner lookup reads the index).
-    wait_metric(
-        &kreload,
-        "kreload_watch_events_total",
-        &[("kind", "DeploymentConfig")],
-        Duration::from_secs(30),
-        |n| n >= 1.0,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("DeploymentConfigs are not watched: {e}"));
-    wait_metric(
-        &kreload,
-        "kreload_index_workloads",
-        &[],
-        Duration::from_secs(30),
-        |n| n >= 1.0,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("DeploymentConfig web is not indexed: {e}"));
+    wait_watched_and_indexed(&kreload, "DeploymentConfig").await;
 
     // The ReplicationController OpenShift's deployer makes for version 1, without the stamp:
     // its pods' stamp can only come from the webhook.

@@ -116,6 +116,25 @@ pub async fn wait_metric(
     }
 }
 
+/// Waits until kreload has watched an object of `kind` and indexes at least one workload.
+pub async fn wait_watched_and_indexed(kreload: &Kreload, kind: &str) {
+    let within = std::time::Duration::from_secs(30);
+    wait_metric(
+        kreload,
+        "kreload_watch_events_total",
+        &[("kind", kind)],
+        within,
+        |n| n >= 1.0,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{kind}s are not watched: {e}"));
+    wait_metric(kreload, "kreload_index_workloads", &[], within, |n| {
+        n >= 1.0
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no {kind} is indexed: {e}"));
+}
+
 /// The `events.k8s.io/v1` Events with `reason` regarding the object `name` in the namespace.
 pub async fn events(ns: &TestNamespace, name: &str, reason: &str) -> Vec<Event> {
     let api: kube::Api<Event> = ns.api();
