@@ -1,6 +1,8 @@
 //! AdmissionReviews in and out: the parse (with the mutating webhook's one-pass fast path), the
 //! verdicts, and the response bodies. No decision is made here.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -61,11 +63,11 @@ pub(super) struct Request<'a> {
     #[serde(borrow, default)]
     pub(super) old_object: Option<&'a RawValue>,
     /// The request's options (CreateOptions, UpdateOptions, ...): who writes, by field manager.
-    #[serde(default)]
-    pub(super) options: Option<RequestOptions>,
+    #[serde(borrow, default)]
+    pub(super) options: Option<RequestOptions<'a>>,
     /// Who sends the request.
-    #[serde(default)]
-    pub(super) user_info: Option<UserInfo>,
+    #[serde(borrow, default)]
+    pub(super) user_info: Option<UserInfo<'a>>,
     /// The object, when the mutating webhook's one-pass parse already read it.
     #[serde(skip)]
     pub(super) parsed_object: Option<Preparsed>,
@@ -74,26 +76,29 @@ pub(super) struct Request<'a> {
     pub(super) parsed_old: Option<Option<Box<LeanWorkload>>>,
 }
 
-/// The part of a request's options the webhooks read.
+/// The part of a request's options the webhooks read (borrowed from the body: no allocation
+/// on the admission path unless the JSON string has escapes).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-pub(super) struct RequestOptions {
-    pub(super) field_manager: String,
+pub(super) struct RequestOptions<'a> {
+    #[serde(borrow)]
+    pub(super) field_manager: Cow<'a, str>,
 }
 
-/// The part of a request's user the webhooks read.
+/// The part of a request's user the webhooks read (borrowed, as the options).
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub(super) struct UserInfo {
-    pub(super) username: String,
+pub(super) struct UserInfo<'a> {
+    #[serde(borrow)]
+    pub(super) username: Cow<'a, str>,
 }
 
 impl Request<'_> {
     /// Whether kreload itself sends this request: its field manager, and its own user (the
     /// field manager alone anyone can claim).
     pub(super) fn is_from(&self, own_user: Option<&str>) -> bool {
-        let manager = self.options.as_ref().map(|o| o.field_manager.as_str());
-        let user = self.user_info.as_ref().map(|u| u.username.as_str());
+        let manager = self.options.as_ref().map(|o| o.field_manager.as_ref());
+        let user = self.user_info.as_ref().map(|u| u.username.as_ref());
         manager == Some(crate::domain::annotations::FIELD_MANAGER)
             && own_user.is_some()
             && user == own_user
