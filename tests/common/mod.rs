@@ -319,10 +319,11 @@ impl Kreload {
             std::process::id(),
             rand_suffix()
         ));
-        let health_port = free_port();
+        // Port 0: the child picks its own ports and logs them (a port picked here and bound
+        // later by the child can be taken in between by any outgoing connection).
         let mut child = std::process::Command::new(kreload_bin())
             .args(["run", "--local", "--exit-on-stdin-close", "--health-listen"])
-            .arg(format!("127.0.0.1:{health_port}"))
+            .arg("127.0.0.1:0")
             .arg("--kubeconfig")
             .arg(kubeconfig_path())
             .args(extra)
@@ -337,32 +338,29 @@ impl Kreload {
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             if text.contains("webhook configurations point here") {
-                let admission = text
-                    .lines()
-                    .find_map(|l| {
-                        // Text (`admission=ADDR`) or JSON (`"admission":"ADDR"`).
-                        l.split("admission=")
-                            .nth(1)
-                            .and_then(|rest| rest.split_whitespace().next())
-                            .or_else(|| {
-                                l.split("\"admission\":\"")
-                                    .nth(1)
-                                    .and_then(|rest| rest.split('"').next())
-                            })
-                    })
-                    .expect("kreload logs its admission address")
-                    .to_owned();
+                let admission =
+                    logged_addr(&text, "admission").expect("kreload logs its admission address");
+                let health = logged_addr(&text, "health").expect("kreload logs its health address");
                 return Kreload {
                     child: std::sync::Mutex::new(child),
                     log,
-                    health: format!("http://127.0.0.1:{health_port}"),
+                    health: format!("http://{health}"),
                     admission,
                 };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "kreload exited ({status}) before registering its webhooks; log (last lines):\n{}",
+                    tail(&text, 80)
+                );
             }
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("kreload did not register its webhooks within 60s; log:\n{text}");
+                panic!(
+                    "kreload did not register its webhooks within 60s; log (last lines):\n{}",
+                    tail(&text, 80)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -499,6 +497,30 @@ pub fn short(e: &kube::Error) -> String {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text,
     }
+}
+
+/// The address kreload logged for `field` in its "listening" line, text (`field=ADDR`) or JSON
+/// (`"field":"ADDR"`).
+fn logged_addr(log: &str, field: &str) -> Option<String> {
+    let text = format!("{field}=");
+    let json = format!("\"{field}\":\"");
+    log.lines().find_map(|l| {
+        l.split(text.as_str())
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .or_else(|| {
+                l.split(json.as_str())
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+            })
+            .map(str::to_owned)
+    })
+}
+
+/// The last `n` lines of `text`: where a failed start says why.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 pub fn free_port() -> u16 {
