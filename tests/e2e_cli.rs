@@ -267,6 +267,8 @@ async fn explain_names_every_step_of_the_decision_rule() {
     for flags in [
         ["--namespaces-to-ignore", ns.name.as_str()],
         ["--ignored-workload-types", "deployments"],
+        // Reloader's single-namespace mode, as `run` reads it.
+        ["--kubernetes-namespace", "elsewhere"],
     ] {
         let explained = explain(&flags);
         assert!(

@@ -130,6 +130,21 @@ pub struct FilterArgs {
     /// forms `key:value` and `key:*` (or `key=*`) are read too.
     #[arg(long, action = ArgAction::Append)]
     pub resource_label_selector: Vec<String>,
+
+    /// Reloader: roll Argo Rollouts. Unset: kreload rolls them whenever the Rollout CRD is
+    /// served; false: never (as Reloader).
+    #[arg(long = "is-Argo-Rollouts", value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub is_argo_rollouts: Option<bool>,
+
+    /// Reloader: roll OpenShift DeploymentConfigs: true, false, or auto (empty) to roll them when
+    /// the cluster serves apps.openshift.io/v1, which is also what kreload does without the flag.
+    #[arg(long = "is-openshift", env = "IS_OPENSHIFT", value_parser = openshift, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub is_openshift: Option<OpenShift>,
+
+    /// Reloader's single-namespace mode: act only in this namespace (when --namespaces is not
+    /// given).
+    #[arg(long = "kubernetes-namespace", env = "KUBERNETES_NAMESPACE")]
+    pub kubernetes_namespace: Option<String>,
 }
 
 impl FilterArgs {
@@ -165,9 +180,9 @@ impl FilterArgs {
         Some(from_reloader_flags(&self.resource_label_selector)).filter(|s| !s.is_empty())
     }
 
-    /// The namespaces to act in: `--namespaces`, else `single` (Reloader's
-    /// `KUBERNETES_NAMESPACE`), else none (all namespaces).
-    pub fn watch_namespaces(&self, single: Option<&str>) -> Vec<String> {
+    /// The namespaces to act in: `--namespaces`, else Reloader's `KUBERNETES_NAMESPACE`, else
+    /// none (all namespaces).
+    pub fn watch_namespaces(&self) -> Vec<String> {
         let given: Vec<String> = self
             .namespaces
             .iter()
@@ -177,20 +192,16 @@ impl FilterArgs {
         if !given.is_empty() {
             return given;
         }
-        single
+        self.kubernetes_namespace
+            .as_deref()
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .map(|n| vec![n.to_owned()])
             .unwrap_or_default()
     }
 
-    /// The namespaces acted in, by a kreload running in `own_namespace` (`single` as in
-    /// [`FilterArgs::watch_namespaces`]).
-    pub fn namespace_filter(
-        &self,
-        own_namespace: &str,
-        single: Option<&str>,
-    ) -> anyhow::Result<NamespaceFilter> {
+    /// The namespaces acted in, by a kreload running in `own_namespace`.
+    pub fn namespace_filter(&self, own_namespace: &str) -> anyhow::Result<NamespaceFilter> {
         let selector = self
             .namespace_selector()
             .as_deref()
@@ -198,16 +209,24 @@ impl FilterArgs {
             .transpose()?;
         let set = |v: &[String]| v.iter().filter(|s| !s.is_empty()).cloned().collect();
         Ok(NamespaceFilter::excluding_system(
-            set(&self.watch_namespaces(single)),
+            set(&self.watch_namespaces()),
             set(&self.namespaces_to_ignore),
             selector,
             own_namespace,
         ))
     }
 
-    /// `--ignored-workload-types`.
+    /// `--ignored-workload-types`, plus `rollouts` under Reloader's `--is-Argo-Rollouts=false`
+    /// and `deploymentconfigs` under its `--is-openshift=false`.
     pub fn ignored_workload_types(&self) -> anyhow::Result<BTreeSet<WorkloadKind>> {
-        workload_kinds(&self.ignored_workload_types)
+        let mut kinds = workload_kinds(&self.ignored_workload_types)?;
+        if self.is_argo_rollouts == Some(false) {
+            kinds.insert(WorkloadKind::Rollout);
+        }
+        if self.is_openshift == Some(OpenShift::Off) {
+            kinds.insert(WorkloadKind::DeploymentConfig);
+        }
+        Ok(kinds)
     }
 }
 

@@ -253,7 +253,7 @@ async fn global_filter_of(
     }
     let namespaces = cluster
         .filters
-        .namespace_filter(&cluster.kreload_namespace, None)?;
+        .namespace_filter(&cluster.kreload_namespace)?;
     if let Some(selector) = namespaces.selector() {
         let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
             .get(namespace)

@@ -15,7 +15,7 @@ use crate::admission::selfcert::{SelfManaged, SelfManagedConfig};
 use crate::admission::server::{self, Limits, Readiness};
 use crate::admission::tls::{self, CertFiles, CertResolver, GeneratedCerts};
 use crate::admission::{Admission, webhooks};
-use crate::cli::args::{LogFormat, NoticeLevel, OpenShift, RunArgs, notices, workload_kinds};
+use crate::cli::args::{LogFormat, NoticeLevel, OpenShift, RunArgs, notices};
 use crate::cli::client::{self, client};
 use crate::domain::alert::AlertSink;
 use crate::domain::annotations::AnnotationNames;
@@ -244,11 +244,8 @@ fn with_alerts(
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let filters = args.filters.filters()?;
     extra::check_list(&args.extra_workloads).map_err(anyhow::Error::msg)?;
-    let namespaces = Arc::new(args.filters.namespace_filter(
-        &args.namespace,
-        args.reloader.kubernetes_namespace.as_deref(),
-    )?);
-    let ignored_workloads = workload_kinds(&args.ignored_workload_types())?;
+    let namespaces = Arc::new(args.filters.namespace_filter(&args.namespace)?);
+    let ignored_workloads = args.filters.ignored_workload_types()?;
     // The one reading of the annotation-name flags, shared by everything below.
     let names = Arc::new(
         args.reloader
@@ -342,8 +339,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Asked for by name (Reloader's --is-Argo-Rollouts=true, --is-openshift=true): a
         // missing API is worth a warning.
         let asked = match kind {
-            WorkloadKind::Rollout => args.reloader.is_argo_rollouts == Some(true),
-            WorkloadKind::DeploymentConfig => args.reloader.is_openshift == Some(OpenShift::On),
+            WorkloadKind::Rollout => args.filters.is_argo_rollouts == Some(true),
+            WorkloadKind::DeploymentConfig => args.filters.is_openshift == Some(OpenShift::On),
             _ => false,
         };
         let found = served(&client, kind).await;

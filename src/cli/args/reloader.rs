@@ -302,16 +302,6 @@ pub struct AlertArgs {
 /// Reloader's flags and variables without a kreload flag of the same meaning.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ReloaderArgs {
-    /// Reloader: roll Argo Rollouts. Unset: kreload rolls them whenever the Rollout CRD is
-    /// served; false: never (as Reloader).
-    #[arg(long = "is-Argo-Rollouts", value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub is_argo_rollouts: Option<bool>,
-
-    /// Reloader: roll OpenShift DeploymentConfigs: true, false, or auto (empty) to roll them when
-    /// the cluster serves apps.openshift.io/v1, which is also what kreload does without the flag.
-    #[arg(long = "is-openshift", env = "IS_OPENSHIFT", value_parser = openshift, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub is_openshift: Option<OpenShift>,
-
     /// Reloader: env-vars or annotations. Accepted, no effect: kreload always writes its keyed
     /// stamp on the pod template.
     #[arg(long, value_enum)]
@@ -345,11 +335,6 @@ pub struct ReloaderArgs {
     #[command(flatten)]
     pub alerts: AlertArgs,
 
-    /// Reloader's single-namespace mode: act only in this namespace (when --namespaces is not
-    /// given).
-    #[arg(long = "kubernetes-namespace", env = "KUBERNETES_NAMESPACE")]
-    pub kubernetes_namespace: Option<String>,
-
     /// Reloader: `enabled` adds reloader_reload_executed_total_by_namespace to /metrics.
     #[arg(long, env = "METRICS_COUNT_BY_NAMESPACE")]
     pub metrics_count_by_namespace: Option<String>,
@@ -360,28 +345,6 @@ impl ReloaderArgs {
     /// `enabled`).
     pub fn count_by_namespace(&self) -> bool {
         self.metrics_count_by_namespace.as_deref() == Some("enabled")
-    }
-}
-
-impl RunArgs {
-    /// The namespaces to act in: `--namespaces`, else Reloader's `KUBERNETES_NAMESPACE`, else
-    /// none (all namespaces).
-    pub fn watch_namespaces(&self) -> Vec<String> {
-        self.filters
-            .watch_namespaces(self.reloader.kubernetes_namespace.as_deref())
-    }
-
-    /// `--ignored-workload-types`, plus `rollouts` under Reloader's `--is-Argo-Rollouts=false`
-    /// and `deploymentconfigs` under its `--is-openshift=false`.
-    pub fn ignored_workload_types(&self) -> Vec<String> {
-        let mut kinds = self.filters.ignored_workload_types.clone();
-        if self.reloader.is_argo_rollouts == Some(false) {
-            kinds.push("rollouts".into());
-        }
-        if self.reloader.is_openshift == Some(OpenShift::Off) {
-            kinds.push("deploymentconfigs".into());
-        }
-        kinds
     }
 }
 
@@ -454,7 +417,7 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
             "--pprof-addr: no effect: kreload serves no pprof, so opens no port for it".into(),
         );
     }
-    match r.is_argo_rollouts {
+    match args.filters.is_argo_rollouts {
         Some(false) => say(
             "--is-Argo-Rollouts",
             Info,
@@ -473,7 +436,7 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
             .iter()
             .any(|k| k.trim().eq_ignore_ascii_case(kind))
     };
-    match r.is_openshift {
+    match args.filters.is_openshift {
         Some(OpenShift::Off) => say(
             "--is-openshift",
             Info,
@@ -582,7 +545,8 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
             format!("ALERT_WEBHOOK_PROXY: alerts go through {url}"),
         );
     }
-    if let Some(ns) = r
+    if let Some(ns) = args
+        .filters
         .kubernetes_namespace
         .as_deref()
         .filter(|n| !n.trim().is_empty())

@@ -68,12 +68,12 @@ fn reloaders_full_flag_set_parses() {
     assert_eq!(a.log_level, "warning");
     assert!(a.filters.auto_reload_all && a.reload_on_create && a.reload_on_delete && a.enable_ha);
     assert_eq!(a.filters.resources_to_ignore, ["secrets"]);
-    assert_eq!(a.ignored_workload_types(), ["jobs", "cronjobs"]);
+    assert_eq!(ignored(&a), ["cronjobs", "jobs"]);
     assert_eq!(
         a.filters.namespaces_to_ignore,
         ["kube-system", "kube-public"]
     );
-    assert_eq!(a.watch_namespaces(), ["team-a", "team-b"]);
+    assert_eq!(a.filters.watch_namespaces(), ["team-a", "team-b"]);
     assert_eq!(
         a.filters.namespace_selector().unwrap(),
         "team=platform,reloader"
@@ -83,7 +83,7 @@ fn reloaders_full_flag_set_parses() {
         "reload=enabled"
     );
     let r = &a.reloader;
-    assert_eq!(r.is_argo_rollouts, Some(true));
+    assert_eq!(a.filters.is_argo_rollouts, Some(true));
     assert_eq!(r.reload_strategy, Some(ReloadStrategy::Annotations));
     assert_eq!(r.sync_after_restart, Some(true));
     assert_eq!(r.enable_pprof, Some(true));
@@ -236,7 +236,7 @@ fn lists_repeat_and_split_on_commas() {
         "env in (prod,dev)",
         "--resource-label-selector=app=*",
     ]);
-    assert_eq!(a.watch_namespaces(), ["a", "b", "c"]);
+    assert_eq!(a.filters.watch_namespaces(), ["a", "b", "c"]);
     assert_eq!(a.filters.namespaces_to_ignore, ["x", "y", "z"]);
     assert_eq!(a.filters.ignored_workload_types, ["jobs", "cronjobs"]);
     assert_eq!(
@@ -267,15 +267,15 @@ fn reloader_defaults_and_empty_log_format() {
 #[test]
 fn argo_rollouts_false_ignores_rollouts() {
     let a = parse(&["--is-Argo-Rollouts=false", "--ignored-workload-types=jobs"]);
-    assert_eq!(a.ignored_workload_types(), ["jobs", "rollouts"]);
+    assert_eq!(ignored(&a), ["jobs", "rollouts"]);
     assert_eq!(notices(&a)[0].setting, "--is-Argo-Rollouts");
-    assert_eq!(parse(&[]).ignored_workload_types(), Vec::<String>::new());
+    assert!(ignored(&parse(&[])).is_empty());
 }
 
 #[test]
 fn is_openshift_false_ignores_deployment_configs_and_auto_is_the_default() {
     let a = parse(&["--is-openshift=false", "--ignored-workload-types=jobs"]);
-    assert_eq!(a.ignored_workload_types(), ["jobs", "deploymentconfigs"]);
+    assert_eq!(ignored(&a), ["deploymentconfigs", "jobs"]);
     assert_eq!(notices(&a)[0].setting, "--is-openshift");
     // Reloader's discovery (auto, empty) and true are what kreload does anyway: no notice.
     for flag in [
@@ -285,15 +285,15 @@ fn is_openshift_false_ignores_deployment_configs_and_auto_is_the_default() {
         "--is-openshift",
     ] {
         let a = parse(&[flag]);
-        assert!(a.ignored_workload_types().is_empty(), "{flag}");
+        assert!(ignored(&a).is_empty(), "{flag}");
         assert!(notices(&a).is_empty(), "{flag}: {:?}", notices(&a));
     }
     assert_eq!(
-        parse(&["--is-openshift=AUTO"]).reloader.is_openshift,
+        parse(&["--is-openshift=AUTO"]).filters.is_openshift,
         Some(OpenShift::Auto)
     );
     assert_eq!(
-        parse(&["--is-openshift", "0"]).reloader.is_openshift,
+        parse(&["--is-openshift", "0"]).filters.is_openshift,
         Some(OpenShift::Off)
     );
     let a = parse(&[
@@ -411,14 +411,14 @@ fn alerts_and_their_notices() {
 #[test]
 fn kubernetes_namespace_and_metrics_by_namespace() {
     let a = parse(&["--kubernetes-namespace=tools"]);
-    assert_eq!(a.watch_namespaces(), ["tools"]);
+    assert_eq!(a.filters.watch_namespaces(), ["tools"]);
     assert!(
         notices(&a)[0]
             .message
             .contains("acting only in namespace tools")
     );
     let a = parse(&["--kubernetes-namespace=tools", "--namespaces=a"]);
-    assert_eq!(a.watch_namespaces(), ["a"]);
+    assert_eq!(a.filters.watch_namespaces(), ["a"]);
     assert!(notices(&a)[0].message.contains("not used"));
     assert!(
         parse(&["--metrics-count-by-namespace=enabled"])
@@ -454,4 +454,48 @@ fn a_boolean_flag_never_takes_the_next_argument() {
     assert_eq!(e.workload, "deployment/web");
     assert!(e.cluster.filters.auto_reload_all);
     assert!(!parse(&["--auto-reload-all=false"]).filters.auto_reload_all);
+}
+
+#[test]
+fn explain_and_status_read_the_flags_that_decide_where_run_acts() {
+    use crate::domain::workload::WorkloadKind;
+    for command in ["explain", "status"] {
+        let mut argv = vec![
+            "kreload",
+            command,
+            "--is-Argo-Rollouts=false",
+            "--is-openshift=false",
+            "--kubernetes-namespace=tools",
+        ];
+        if command == "explain" {
+            argv.push("rollout/web");
+        }
+        let cli = crate::cli::args::Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let filters = match cli.command {
+            crate::cli::args::Command::Explain(e) => e.cluster.filters,
+            crate::cli::args::Command::Status(s) => s.cluster.filters,
+            _ => panic!("{command}"),
+        };
+        let ignored = filters.ignored_workload_types().unwrap();
+        assert!(ignored.contains(&WorkloadKind::Rollout), "{command}");
+        assert!(
+            ignored.contains(&WorkloadKind::DeploymentConfig),
+            "{command}"
+        );
+        assert_eq!(filters.watch_namespaces(), ["tools"], "{command}");
+    }
+}
+
+/// The ignored workload kinds, by plural name, sorted.
+fn ignored(a: &RunArgs) -> Vec<&'static str> {
+    let mut names: Vec<&str> = a
+        .filters
+        .ignored_workload_types()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.plural())
+        .collect();
+    names.sort_unstable();
+    names
 }
