@@ -292,6 +292,15 @@ pub fn migrate(
             m.set(&[value], Value::from(true));
         }
     }
+    // The chart value passes --enable-csi-integration and grants reading the driver's
+    // SecretProviderClassPodStatuses, as Reloader's chart does.
+    if r.take_bool("enableCSIIntegration")? == Some(true) {
+        m.set(&["enableCSIIntegration"], Value::from(true));
+        m.differs(
+            "reloader.enableCSIIntegration",
+            "enableCSIIntegration: version changes of a SecretProviderClass roll the workloads opted in for it, as with Reloader; reloader.stakater.com/auto needs a CSI volume of the class, and the class's own ignore/match annotations are not read",
+        );
+    }
     if r.take_bool("syncAfterRestart")? == Some(true) {
         m.no_equivalent(
             "reloader.syncAfterRestart",
@@ -496,13 +505,6 @@ pub fn migrate(
         m.differs(
             "reloader.webhookUrl",
             "passed as --webhook-url: accepted, but kreload does not call it yet: it rolls the workloads instead",
-        );
-    }
-    if r.take_bool("enableCSIIntegration")? == Some(true) {
-        m.push_list("extraArgs", Value::from("--enable-csi-integration=true"));
-        m.differs(
-            "reloader.enableCSIIntegration",
-            "passed as --enable-csi-integration: accepted, but Secrets Store CSI changes roll nothing yet",
         );
     }
     // Reloader's chart grants access to DeploymentConfigs only with isOpenshift; without it,
@@ -905,7 +907,7 @@ fn scalar(v: &Value) -> String {
 }
 
 /// The kreload chart's order of values (as in its values.yaml), so the output reads like it.
-const ORDER: [&str; 27] = [
+const ORDER: [&str; 28] = [
     "replicas",
     "imagePullSecrets",
     "watchNamespaces",
@@ -917,6 +919,7 @@ const ORDER: [&str; 27] = [
     "autoReloadAll",
     "reloadOnCreate",
     "reloadOnDelete",
+    "enableCSIIntegration",
     "ha",
     "logFormat",
     "logLevel",
