@@ -497,14 +497,13 @@ pub fn migrate(
     }
     custom.finish(&mut m);
 
-    // Features kreload accepts but does not act on yet: carried as flags, so that they act once
-    // kreload implements them.
+    // kreload's chart has no value for it: carried as a flag.
     if let Some(url) = r.take_string("webhookUrl")?.filter(|s| !s.is_empty()) {
         crate::cli::args::http_url(&url).map_err(|e| error("reloader.webhookUrl", e))?;
         m.push_list("extraArgs", Value::from(format!("--webhook-url={url}")));
         m.differs(
             "reloader.webhookUrl",
-            "passed as --webhook-url: accepted, but kreload does not call it yet: it rolls the workloads instead",
+            "passed as --webhook-url in extraArgs (the chart has no value for it): as Reloader, a change calls the URL instead of rolling",
         );
     }
     // Reloader's chart grants access to DeploymentConfigs only with isOpenshift; without it,
