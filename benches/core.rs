@@ -13,7 +13,7 @@ use kreload::domain::patch::{MetadataShape, stamp_patch};
 use kreload::domain::policy::{Annotations, parse_workload};
 use kreload::domain::refs::PodSpecRefs;
 use kreload::domain::stamp::encode;
-use kreload::domain::trigger::{Filters, consumed_set, trigger_set};
+use kreload::domain::trigger::{consumed_set, trigger_set};
 use kreload::domain::workload::{LeanPod, LeanWorkload};
 
 fn core(c: &mut Criterion) {
@@ -106,7 +106,7 @@ fn core(c: &mut Criterion) {
     g.bench_function("consumed_set_8_configs", |b| {
         b.iter(|| {
             store.with_namespace(fixtures::NAMESPACE, |view| {
-                consumed_set(black_box(&refs), view, &Filters::default())
+                consumed_set(black_box(&refs), view)
             })
         })
     });

@@ -790,24 +790,10 @@ fn arb_policy() -> impl Strategy<Value = Annotations> {
         proptest::option::of(bool_value),
         proptest::option::of(list.clone()),
         proptest::option::of(list.clone()),
-        proptest::option::of(list.clone()),
-        (
-            proptest::option::of(prop_oneof![Just("true"), Just("false")]),
-            proptest::option::of(list.clone()),
-            proptest::option::of(list),
-        ),
+        proptest::option::of(list),
     )
         .prop_map(
-            |(
-                auto,
-                cm_auto,
-                search,
-                secret_auto,
-                cm_list,
-                s_list,
-                excl,
-                (spc_auto, spc_list, spc_excl),
-            )| {
+            |(auto, cm_auto, search, secret_auto, cm_list, s_list, excl)| {
                 let mut a = Annotations::new();
                 let mut put = |k: &str, v: Option<&str>| {
                     if let Some(v) = v {
@@ -821,23 +807,13 @@ fn arb_policy() -> impl Strategy<Value = Annotations> {
                 put("configmap.reloader.stakater.com/reload", cm_list);
                 put("secret.reloader.stakater.com/reload", s_list);
                 put("configmaps.exclude.reloader.stakater.com/reload", excl);
-                put("secretproviderclass.reloader.stakater.com/auto", spc_auto);
-                put("secretproviderclass.reloader.stakater.com/reload", spc_list);
-                put(
-                    "secretproviderclasses.exclude.reloader.stakater.com/reload",
-                    spc_excl,
-                );
                 a
             },
         )
 }
 
 fn arb_kind() -> impl Strategy<Value = ConfigKind> {
-    prop_oneof![
-        Just(ConfigKind::ConfigMap),
-        Just(ConfigKind::Secret),
-        Just(ConfigKind::SecretProviderClass)
-    ]
+    prop_oneof![Just(ConfigKind::ConfigMap), Just(ConfigKind::Secret)]
 }
 
 fn arb_refs() -> impl Strategy<Value = References> {
@@ -884,7 +860,6 @@ proptest! {
         ignore_secrets in any::<bool>(),
         selector in any::<bool>(),
         auto_reload_all in any::<bool>(),
-        csi in any::<bool>(),
     ) {
         let store = Arc::new(DigestStore::new());
         for (kind, name, entry) in configs {
@@ -894,7 +869,6 @@ proptest! {
             ignored_kinds: if ignore_secrets { BTreeSet::from([ConfigKind::Secret]) } else { BTreeSet::new() },
             resource_label_selector: selector.then(|| "team=a".parse().unwrap()),
             auto_reload_all,
-            csi,
         };
         let a = admission_with(store.clone(), filters.clone());
         let policy = policy::parse_workload(&Default::default(), &annotations, None).value;
@@ -909,10 +883,10 @@ proptest! {
             prop_assert_eq!(a.workload_stamp("ns", &policy, &refs), Some(expected));
         }
         let expected = store.with_namespace("ns", |view| {
-            a.stamper().key().stamp("ns", &crate::domain::trigger::consumed_set(&refs, view, &filters))
+            a.stamper().key().stamp("ns", &crate::domain::trigger::consumed_set(&refs, view))
         });
         let encoded = store.with_namespace("ns", |view| {
-            a.stamper().key().stamp_encoded(&encode_consumed_set("ns", &refs, view, &filters))
+            a.stamper().key().stamp_encoded(&encode_consumed_set("ns", &refs, view))
         });
         prop_assert_eq!(encoded, expected);
     }

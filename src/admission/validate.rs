@@ -62,8 +62,7 @@ impl Admission {
         Ok(verdict(checked.violations, checked.warnings))
     }
 
-    /// A reload-list name that no ConfigMap or Secret in the namespace has is likely a typo.
-    /// (SecretProviderClasses are not listed: kreload knows only those some pod mounts.)
+    /// A reload-list name that no config in the namespace has is likely a typo.
     fn missing_config_warnings(
         &self,
         namespace: &str,
@@ -75,7 +74,7 @@ impl Admission {
         }
         self.store
             .with_namespace(namespace, |view: &dyn ConfigView| {
-                for kind in ConfigKind::OBJECTS {
+                for kind in ConfigKind::ALL {
                     for name in policy.reload_list(kind).literal_names() {
                         if view.get(&ConfigId::new(kind, name)).is_none() {
                             warnings.push(Warning::NoSuchConfig {

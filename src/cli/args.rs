@@ -167,8 +167,6 @@ impl FilterArgs {
             ignored_kinds,
             resource_label_selector,
             auto_reload_all: self.auto_reload_all,
-            // Turned on by `kreload run` once the API is found served.
-            csi: false,
         })
     }
 

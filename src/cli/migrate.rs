@@ -292,15 +292,6 @@ pub fn migrate(
             m.set(&[value], Value::from(true));
         }
     }
-    // The chart value passes --enable-csi-integration and grants reading the driver's
-    // SecretProviderClassPodStatuses, as Reloader's chart does.
-    if r.take_bool("enableCSIIntegration")? == Some(true) {
-        m.set(&["enableCSIIntegration"], Value::from(true));
-        m.differs(
-            "reloader.enableCSIIntegration",
-            "enableCSIIntegration: version changes of a SecretProviderClass roll the workloads opted in for it, as with Reloader; reloader.stakater.com/auto needs a CSI volume of the class, and the class's own ignore/match annotations are not read",
-        );
-    }
     if r.take_bool("syncAfterRestart")? == Some(true) {
         m.no_equivalent(
             "reloader.syncAfterRestart",
@@ -504,6 +495,14 @@ pub fn migrate(
         m.differs(
             "reloader.webhookUrl",
             "passed as --webhook-url in extraArgs (the chart has no value for it): as Reloader, a change calls the URL instead of rolling",
+        );
+    }
+    // Accepted but not acted on yet: carried as a flag, so that it acts once kreload implements it.
+    if r.take_bool("enableCSIIntegration")? == Some(true) {
+        m.push_list("extraArgs", Value::from("--enable-csi-integration=true"));
+        m.differs(
+            "reloader.enableCSIIntegration",
+            "passed as --enable-csi-integration: accepted, but Secrets Store CSI changes roll nothing yet",
         );
     }
     // Reloader's chart grants access to DeploymentConfigs only with isOpenshift; without it,
@@ -906,7 +905,7 @@ fn scalar(v: &Value) -> String {
 }
 
 /// The kreload chart's order of values (as in its values.yaml), so the output reads like it.
-const ORDER: [&str; 28] = [
+const ORDER: [&str; 27] = [
     "replicas",
     "imagePullSecrets",
     "watchNamespaces",
@@ -918,7 +917,6 @@ const ORDER: [&str; 28] = [
     "autoReloadAll",
     "reloadOnCreate",
     "reloadOnDelete",
-    "enableCSIIntegration",
     "ha",
     "logFormat",
     "logLevel",

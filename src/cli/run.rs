@@ -20,7 +20,6 @@ use crate::cli::client::{self, client};
 use crate::domain::alert::AlertSink;
 use crate::domain::annotations::AnnotationNames;
 use crate::domain::config::ConfigKind;
-use crate::domain::csi;
 use crate::domain::extra::{self, ExtraWorkload};
 use crate::domain::stamper::Stamper;
 use crate::domain::workload::WorkloadKind;
@@ -29,10 +28,8 @@ use crate::reload::alerts::{AlertTarget, Alerts};
 use crate::reload::lease::{self, LeaseConfig};
 use crate::reload::{ReloadSettings, Reloader};
 use crate::state::index::WorkloadIndex;
-use crate::state::mounts::Mounts;
 use crate::state::store::DigestStore;
 use crate::watch::config::{self as configwatch, ConfigMapKind, SecretKind};
-use crate::watch::csi as csiwatch;
 use crate::watch::namespace;
 use crate::watch::sync::{SyncSet, watch_name};
 use crate::watch::workload::{
@@ -244,37 +241,8 @@ fn with_alerts(
     Ok(reloader)
 }
 
-/// Whether to read Secrets Store CSI mounts: asked for (`--enable-csi-integration`, off by
-/// default as in Reloader) and the driver's SecretProviderClassPodStatus API served (looked for
-/// once, at start).
-async fn csi_integration(client: &Client, asked: bool) -> bool {
-    if !asked {
-        return false;
-    }
-    let api = format!("{}/{}", csi::GROUP, csi::VERSION);
-    let plural = csi::STATUS_PLURAL;
-    match client.list_api_group_resources(&api).await {
-        Ok(list) if list.resources.iter().any(|r| r.name == plural) => {
-            tracing::info!(%api, "{plural} served: SecretProviderClass version changes roll the workloads opted in for them");
-            true
-        }
-        Ok(_) => {
-            tracing::warn!(%api, "{plural} not served: --enable-csi-integration has no effect (kreload looks for the API only at start)");
-            false
-        }
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            tracing::warn!(%api, "{plural} not served: --enable-csi-integration has no effect (kreload looks for the API only at start)");
-            false
-        }
-        Err(error) => {
-            tracing::warn!(%api, %error, "{plural}: discovery failed, so --enable-csi-integration has no effect (kreload looks for the API only at start)");
-            false
-        }
-    }
-}
-
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut filters = args.filters.filters()?;
+    let filters = args.filters.filters()?;
     extra::check_list(&args.extra_workloads).map_err(anyhow::Error::msg)?;
     let namespaces = Arc::new(args.filters.namespace_filter(&args.namespace)?);
     let ignored_workloads = args.filters.ignored_workload_types()?;
@@ -301,8 +269,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ensure_namespace(client.clone(), &args.namespace).await?;
     }
     let key = client::load_or_create(client.clone(), &args.namespace).await?;
-    filters.csi =
-        csi_integration(&client, args.reloader.enable_csi_integration == Some(true)).await;
     tracing::info!(key_id = key.id(), "hash key loaded");
     let shutdown = shutdown_signal(args.exit_on_stdin_close);
 
@@ -325,16 +291,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         namespaces.only().iter().cloned().map(Some).collect()
     };
-    let mut config_watches: Vec<&str> = ConfigKind::OBJECTS.iter().map(|k| k.as_str()).collect();
-    if filters.csi {
-        config_watches.push(csi::STATUS_KIND);
-    }
-    let (config_sync, mut configs_synced) = SyncSet::new(
-        config_watches
+    let (config_sync, mut configs_synced) = SyncSet::new(ConfigKind::ALL.iter().flat_map(|k| {
+        scopes
             .iter()
-            .flat_map(|k| scopes.iter().map(move |s| watch_name(k, s.as_deref()))),
-    );
-    let mounts = Arc::new(Mounts::new());
+            .map(move |s| watch_name(k.as_str(), s.as_deref()))
+    }));
     for scope in &scopes {
         let selector = args.filters.resource_label_selector();
         tokio::spawn(configwatch::run::<ConfigMapKind>(
@@ -357,17 +318,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(changes_tx.clone()),
             config_sync.clone(),
         ));
-        if filters.csi {
-            tokio::spawn(csiwatch::run(
-                client.clone(),
-                scope.clone(),
-                store.clone(),
-                mounts.clone(),
-                metrics.clone(),
-                Some(changes_tx.clone()),
-                config_sync.clone(),
-            ));
-        }
     }
     drop(changes_tx);
     let (ns_synced_tx, mut ns_synced) = watch::channel(false);

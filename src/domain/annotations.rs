@@ -29,11 +29,6 @@ pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
 /// Written on a Deployment that kreload paused after a reload (RFC 3339 time), as Reloader does.
 pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
 pub const ROLLOUT_STRATEGY: &str = "reloader.stakater.com/rollout-strategy";
-// Secrets Store CSI (`--enable-csi-integration`): Reloader has no flags to rename these.
-pub const SECRETPROVIDERCLASS_AUTO: &str = "secretproviderclass.reloader.stakater.com/auto";
-pub const SECRETPROVIDERCLASS_RELOAD: &str = "secretproviderclass.reloader.stakater.com/reload";
-pub const SECRETPROVIDERCLASSES_EXCLUDE: &str =
-    "secretproviderclasses.exclude.reloader.stakater.com/reload";
 
 // Read on ConfigMaps and Secrets.
 pub const MATCH: &str = "reloader.stakater.com/match";
@@ -43,8 +38,7 @@ pub const IGNORE: &str = "reloader.stakater.com/ignore";
 /// flag gives the full key). Built once at start from those flags; [`Default`] is Reloader's
 /// names (the constants above). Every reader and writer of these annotations (the webhooks, the
 /// watcher, the rolls, the CLI) takes it by reference. The exclude lists and `rollout-strategy`
-/// have no such flag in Reloader, so they keep their constant names; so do the
-/// SecretProviderClass annotations.
+/// have no such flag in Reloader, so they keep their constant names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnnotationNames {
     pub auto: String,
@@ -81,20 +75,17 @@ impl Default for AnnotationNames {
 
 /// Keys no renamed annotation may take: kreload's own, and the Reloader keys that cannot be
 /// renamed.
-const RESERVED_KEYS: [&str; 8] = [
+const RESERVED_KEYS: [&str; 5] = [
     CONFIG_HASH,
     ACCOUNTED_HASH,
     CONFIGMAPS_EXCLUDE,
     SECRETS_EXCLUDE,
     ROLLOUT_STRATEGY,
-    SECRETPROVIDERCLASS_AUTO,
-    SECRETPROVIDERCLASS_RELOAD,
-    SECRETPROVIDERCLASSES_EXCLUDE,
 ];
 
 impl AnnotationNames {
     /// The keys whose presence on the workload means the template's annotations are not read.
-    pub fn reload_keys(&self) -> [&str; 8] {
+    pub fn reload_keys(&self) -> [&str; 6] {
         [
             &self.auto,
             &self.configmap_auto,
@@ -102,8 +93,6 @@ impl AnnotationNames {
             &self.search,
             &self.configmap_reload,
             &self.secret_reload,
-            SECRETPROVIDERCLASS_AUTO,
-            SECRETPROVIDERCLASS_RELOAD,
         ]
     }
 
@@ -144,8 +133,7 @@ impl AnnotationNames {
     }
 
     /// Errs when two annotations would share a name, or one would take a key that cannot be
-    /// renamed (kreload's own, the exclude lists, `rollout-strategy`, the SecretProviderClass
-    /// ones): kreload could not tell
+    /// renamed (kreload's own, the exclude lists, `rollout-strategy`): kreload could not tell
     /// them apart. `flags` names each key as the user set it, in [`Self::all`]'s order.
     pub fn check(&self, flags: &[&str; 10]) -> Result<(), String> {
         let all = self.all();

@@ -5,51 +5,29 @@ use std::fmt;
 
 use serde::Deserialize;
 
-/// The kinds of config a pod can consume: ConfigMaps and Secrets, and (with
-/// `--enable-csi-integration`) the versions a Secrets Store CSI SecretProviderClass mounts.
+/// The two kinds of config a pod can consume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfigKind {
     ConfigMap,
     Secret,
-    /// A SecretProviderClass of the Secrets Store CSI driver: its "keys" are the ids of the
-    /// objects it mounts, each with the digest of the version mounted (see [`crate::domain::csi`]).
-    SecretProviderClass,
 }
 
 impl ConfigKind {
-    pub const ALL: [ConfigKind; 3] = [
-        ConfigKind::ConfigMap,
-        ConfigKind::Secret,
-        ConfigKind::SecretProviderClass,
-    ];
+    pub const ALL: [ConfigKind; 2] = [ConfigKind::ConfigMap, ConfigKind::Secret];
 
-    /// The kinds that are API objects with data, watched as such (ConfigMaps and Secrets).
-    pub const OBJECTS: [ConfigKind; 2] = [ConfigKind::ConfigMap, ConfigKind::Secret];
-
-    /// The config kind an API group and kind name denote: ConfigMaps and Secrets, which live in
-    /// the core group. (SecretProviderClass objects are not read: kreload reads what their pods
-    /// mount, from SecretProviderClassPodStatus.)
+    /// The config kind an API group and kind name denote (both live in the core group).
     pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
         if !group.is_empty() {
             return None;
         }
-        Self::OBJECTS.into_iter().find(|k| k.as_str() == kind)
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             ConfigKind::ConfigMap => "ConfigMap",
             ConfigKind::Secret => "Secret",
-            ConfigKind::SecretProviderClass => "SecretProviderClass",
         }
-    }
-
-    /// Whether a config of this kind appearing or disappearing may roll anything (with
-    /// `--reload-on-create` / `--reload-on-delete`). A SecretProviderClass appears when the first
-    /// pod mounts it and disappears when the last one goes: never a reason to roll (Reloader
-    /// ignores those events too).
-    pub fn create_delete_can_roll(self) -> bool {
-        !matches!(self, ConfigKind::SecretProviderClass)
     }
 }
 

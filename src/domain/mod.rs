@@ -6,7 +6,6 @@ pub mod alert;
 pub mod annotations;
 pub mod check;
 pub mod config;
-pub mod csi;
 pub mod decide;
 pub mod entry;
 pub mod extra;

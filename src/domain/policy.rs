@@ -10,8 +10,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::domain::annotations::{
-    AnnotationNames, CONFIGMAPS_EXCLUDE, ROLLOUT_STRATEGY, SECRETPROVIDERCLASS_AUTO,
-    SECRETPROVIDERCLASS_RELOAD, SECRETPROVIDERCLASSES_EXCLUDE, SECRETS_EXCLUDE,
+    AnnotationNames, CONFIGMAPS_EXCLUDE, ROLLOUT_STRATEGY, SECRETS_EXCLUDE,
 };
 use crate::domain::config::ConfigKind;
 
@@ -19,11 +18,10 @@ pub type Annotations = BTreeMap<String, String>;
 
 /// Workload keys other than the reload keys ([`AnnotationNames::reload_keys`]): read from the
 /// same place, ignored on the template whenever the workload has reload keys.
-fn other_workload_keys(names: &AnnotationNames) -> [&str; 5] {
+fn other_workload_keys(names: &AnnotationNames) -> [&str; 4] {
     [
         CONFIGMAPS_EXCLUDE,
         SECRETS_EXCLUDE,
-        SECRETPROVIDERCLASSES_EXCLUDE,
         &names.pause_period,
         ROLLOUT_STRATEGY,
     ]
@@ -258,17 +256,11 @@ pub struct WorkloadPolicy {
     /// "false") keeps `--auto-reload-all` from applying to its kind.
     pub configmap_auto: Option<bool>,
     pub secret_auto: Option<bool>,
-    /// `secretproviderclass.reloader.stakater.com/auto`.
-    pub spc_auto: Option<bool>,
     pub search: bool,
     pub configmap_reload: NameMatcher,
     pub secret_reload: NameMatcher,
-    /// `secretproviderclass.reloader.stakater.com/reload`.
-    pub spc_reload: NameMatcher,
     pub configmaps_exclude: BTreeSet<String>,
     pub secrets_exclude: BTreeSet<String>,
-    /// `secretproviderclasses.exclude.reloader.stakater.com/reload`.
-    pub spcs_exclude: BTreeSet<String>,
     pub pause_period: Option<Duration>,
     pub rollout_strategy: RolloutStrategy,
     pub source: PolicySource,
@@ -279,7 +271,6 @@ pub fn reload_key(names: &AnnotationNames, kind: ConfigKind) -> &str {
     match kind {
         ConfigKind::ConfigMap => &names.configmap_reload,
         ConfigKind::Secret => &names.secret_reload,
-        ConfigKind::SecretProviderClass => SECRETPROVIDERCLASS_RELOAD,
     }
 }
 
@@ -288,7 +279,6 @@ impl WorkloadPolicy {
         match kind {
             ConfigKind::ConfigMap => &self.configmap_reload,
             ConfigKind::Secret => &self.secret_reload,
-            ConfigKind::SecretProviderClass => &self.spc_reload,
         }
     }
 
@@ -296,7 +286,6 @@ impl WorkloadPolicy {
         match kind {
             ConfigKind::ConfigMap => self.configmaps_exclude.contains(name),
             ConfigKind::Secret => self.secrets_exclude.contains(name),
-            ConfigKind::SecretProviderClass => self.spcs_exclude.contains(name),
         }
     }
 
@@ -304,7 +293,6 @@ impl WorkloadPolicy {
         match kind {
             ConfigKind::ConfigMap => self.configmap_auto,
             ConfigKind::Secret => self.secret_auto,
-            ConfigKind::SecretProviderClass => self.spc_auto,
         }
     }
 
@@ -318,21 +306,15 @@ impl WorkloadPolicy {
             || (auto_reload_all && self.auto.is_none() && self.typed_auto(kind).is_none())
     }
 
-    /// True when some config change could roll this workload: auto through either object kind
-    /// (ConfigMap, Secret), the SecretProviderClass auto set to true, search, or a non-empty
-    /// reload list. `--auto-reload-all` alone opts in through ConfigMaps and Secrets only: a
-    /// workload that opts both out (their typed autos "false") is not opted in for its
-    /// SecretProviderClasses either, so that CSI integration never stamps a workload that was
-    /// not stamped without it.
+    /// True when some config change could roll this workload: auto through either kind,
+    /// search, or a non-empty reload list.
     pub fn opted_in(&self, auto_reload_all: bool) -> bool {
-        ConfigKind::OBJECTS
+        ConfigKind::ALL
             .iter()
             .any(|k| self.auto_for(*k, auto_reload_all))
-            || self.spc_auto == Some(true)
             || self.search
-            || ConfigKind::ALL
-                .iter()
-                .any(|k| !self.reload_list(*k).is_empty())
+            || !self.configmap_reload.is_empty()
+            || !self.secret_reload.is_empty()
     }
 }
 
@@ -498,7 +480,6 @@ pub fn parse_workload(
     let auto = bool_at(v, &names.auto);
     let configmap_auto = bool_at(v, &names.configmap_auto);
     let secret_auto = bool_at(v, &names.secret_auto);
-    let spc_auto = bool_at(v, SECRETPROVIDERCLASS_AUTO);
     let search = bool_at(v, &names.search).unwrap_or(false);
     if auto == Some(true) && search {
         v.push(Violation::AutoWithSearch {
@@ -509,11 +490,6 @@ pub fn parse_workload(
     }
     let configmap_reload = read_matcher(v, &names.configmap_reload, get(&names.configmap_reload));
     let secret_reload = read_matcher(v, &names.secret_reload, get(&names.secret_reload));
-    let spc_reload = read_matcher(
-        v,
-        SECRETPROVIDERCLASS_RELOAD,
-        get(SECRETPROVIDERCLASS_RELOAD),
-    );
     let pause_period = get(&names.pause_period).and_then(|value| {
         let d = parse_go_duration(value);
         if d.is_none() {
@@ -540,14 +516,11 @@ pub fn parse_workload(
         auto,
         configmap_auto,
         secret_auto,
-        spc_auto,
         search,
         configmap_reload,
         secret_reload,
-        spc_reload,
         configmaps_exclude: read_names(get(CONFIGMAPS_EXCLUDE)),
         secrets_exclude: read_names(get(SECRETS_EXCLUDE)),
-        spcs_exclude: read_names(get(SECRETPROVIDERCLASSES_EXCLUDE)),
         pause_period,
         rollout_strategy,
         source,

@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::config::{ConfigId, ConfigKind};
-use crate::domain::csi;
 
 /// Treats an explicit JSON `null` like an absent field.
 pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -92,25 +91,6 @@ pub struct VolumeRefs {
     pub secret: Option<SecretSource>,
     #[serde(deserialize_with = "null_default")]
     pub projected: Option<ProjectedSource>,
-    #[serde(deserialize_with = "null_default")]
-    pub csi: Option<CsiSource>,
-}
-
-/// A CSI volume: only what names a Secrets Store SecretProviderClass.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct CsiSource {
-    #[serde(deserialize_with = "null_default")]
-    pub driver: String,
-    #[serde(deserialize_with = "null_default")]
-    pub volume_attributes: CsiAttributes,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct CsiAttributes {
-    #[serde(deserialize_with = "null_default")]
-    pub secret_provider_class: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -226,8 +206,7 @@ impl VolumeRefs {
 
 impl PodSpecRefs {
     /// The configs this spec consumes (containers and init containers; volumes, projected
-    /// sources, `envFrom`, `valueFrom`; the SecretProviderClass of a Secrets Store CSI volume,
-    /// all of whose objects it mounts).
+    /// sources, `envFrom`, `valueFrom`).
     pub fn references(&self) -> References {
         let mut refs = References::new();
         for c in self.containers.iter().chain(&self.init_containers) {
@@ -270,14 +249,6 @@ impl PodSpecRefs {
                     ConfigKind::Secret,
                     &s.secret_name,
                     items_consumption(&s.items),
-                );
-            }
-            if let Some(c) = v.csi.as_ref().filter(|c| c.driver == csi::DRIVER) {
-                add(
-                    &mut refs,
-                    ConfigKind::SecretProviderClass,
-                    &c.volume_attributes.secret_provider_class,
-                    Consumption::All,
                 );
             }
             for p in v.projected.iter().flat_map(|p| &p.sources) {

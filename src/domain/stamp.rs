@@ -70,7 +70,6 @@ impl Encoder {
         self.out.push(match kind {
             ConfigKind::ConfigMap => b'C',
             ConfigKind::Secret => b'S',
-            ConfigKind::SecretProviderClass => b'P',
         });
         put_str(&mut self.out, name);
     }

@@ -55,23 +55,6 @@ impl Stamper {
         )))
     }
 
-    /// The stamp a workload's template would carry now had CSI integration been off: a baseline
-    /// equal to it was made before kreload read SecretProviderClasses (it has none of them in
-    /// its trigger set), so the start-up comparison accounts for it instead of rolling.
-    pub fn workload_stamp_without_csi(
-        &self,
-        namespace: &str,
-        view: &dyn ConfigView,
-        policy: &WorkloadPolicy,
-        refs: &References,
-    ) -> Option<String> {
-        let filters = Filters {
-            csi: false,
-            ..self.filters.clone()
-        };
-        Stamper::new(self.key.clone(), filters).workload_stamp(namespace, view, policy, refs)
-    }
-
     /// The stamp a pod gets at creation: the trigger set of its owning workload (`owner`, its
     /// policy when the index knows it) if that is opted in, else what the pod's own annotations
     /// (under `names`) opt into, else everything it consumes.
@@ -96,7 +79,7 @@ impl Stamper {
         .filter(|p| p.opted_in(self.filters.auto_reload_all));
         let encoding = match policy {
             Some(p) => encode_trigger_set(namespace, p, &refs, view, &self.filters),
-            None => encode_consumed_set(namespace, &refs, view, &self.filters),
+            None => encode_consumed_set(namespace, &refs, view),
         };
         self.key.stamp_encoded(&encoding)
     }

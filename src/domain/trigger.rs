@@ -17,21 +17,12 @@ pub struct Filters {
     pub ignored_kinds: BTreeSet<ConfigKind>,
     pub resource_label_selector: Option<Selector>,
     pub auto_reload_all: bool,
-    /// Secrets Store CSI integration (`--enable-csi-integration`, with the API served): only
-    /// then do SecretProviderClasses count, in trigger sets and in pod stamps alike.
-    pub csi: bool,
 }
 
 impl Filters {
     /// False when step 1 keeps this config out (its kind is ignored, or its labels do not match).
     /// An absent config has no labels to test; it passes, so that its creation is noticed.
-    /// SecretProviderClasses pass exactly when CSI integration is on: `--resources-to-ignore`
-    /// names only ConfigMaps and Secrets, and `--resource-label-selector` is not applied to them
-    /// (kreload reads what pods mount, not the SecretProviderClass objects and their labels).
     pub fn admits(&self, kind: ConfigKind, entry: Option<&ConfigEntry>) -> bool {
-        if kind == ConfigKind::SecretProviderClass {
-            return self.csi;
-        }
         if self.ignored_kinds.contains(&kind) {
             return false;
         }
@@ -135,34 +126,18 @@ pub fn trigger_set(
     set
 }
 
-/// Whether a pod that belongs to no opted-in workload counts a consumed config: every
-/// ConfigMap and Secret, and SecretProviderClasses only with CSI integration on.
-fn counts_consumed(id: &ConfigId, filters: &Filters) -> bool {
-    id.kind != ConfigKind::SecretProviderClass || filters.csi
-}
-
 /// The trigger set of a pod that belongs to no opted-in workload: everything it consumes.
-pub fn consumed_set(refs: &References, view: &dyn ConfigView, filters: &Filters) -> TriggerSet {
+pub fn consumed_set(refs: &References, view: &dyn ConfigView) -> TriggerSet {
     refs.iter()
-        .filter(|(id, _)| counts_consumed(id, filters))
         .map(|(id, c)| (id.clone(), consumed(view.get(id), c)))
         .collect()
 }
 
 /// What [`consumed_set`] gives, encoded as
 /// [`encode`](crate::domain::stamp::encode) would, without building the set (no key or name is copied).
-pub fn encode_consumed_set(
-    namespace: &str,
-    refs: &References,
-    view: &dyn ConfigView,
-    filters: &Filters,
-) -> Vec<u8> {
-    let counted = refs
-        .keys()
-        .filter(|id| counts_consumed(id, filters))
-        .count();
-    let mut e = Encoder::new(namespace, counted, counted * 48);
-    for (id, consumption) in refs.iter().filter(|(id, _)| counts_consumed(id, filters)) {
+pub fn encode_consumed_set(namespace: &str, refs: &References, view: &dyn ConfigView) -> Vec<u8> {
+    let mut e = Encoder::new(namespace, refs.len(), refs.len() * 48);
+    for (id, consumption) in refs {
         encode_consumed(&mut e, id.kind, &id.name, view.get(id), consumption);
     }
     e.finish()

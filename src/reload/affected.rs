@@ -60,10 +60,9 @@ pub fn affected(
             .filter(|k| w.refs.get(&change.id).is_none_or(|c| c.consumes(k)))
             .map(|k| (*k).to_owned())
             .collect();
-        let appears_or_goes_rolls = change.id.kind.create_delete_can_roll();
         let rolls = match (&change.old, &change.new) {
-            (None, _) => settings.reload_on_create && appears_or_goes_rolls,
-            (_, None) => settings.reload_on_delete && appears_or_goes_rolls,
+            (None, _) => settings.reload_on_create,
+            (_, None) => settings.reload_on_delete,
             // The config as it is now decides (an `ignore` added with a data change skips it).
             (Some(_), Some(_)) => after.is_some() && !keys.is_empty(),
         };

@@ -178,26 +178,6 @@ impl Reloader {
             .map(String::as_str)
     }
 
-    /// Whether a workload's baseline was made before kreload read SecretProviderClasses (CSI
-    /// integration just turned on): it equals the hash without them. Its drift is theirs
-    /// appearing, not a change, so it is accounted for, not rolled.
-    fn baseline_before_csi(&self, id: &WorkloadId) -> bool {
-        if !self.stamper.filters().csi {
-            return false;
-        }
-        let Some(w) = self.index.get(id) else {
-            return false;
-        };
-        let Some(baseline) = self.baseline(&w) else {
-            return false;
-        };
-        let without = self.store.with_namespace(&w.id.namespace, |view| {
-            self.stamper
-                .workload_stamp_without_csi(&w.id.namespace, view, &w.policy, &w.refs)
-        });
-        without.as_deref() == Some(baseline)
-    }
-
     fn acts_on(&self, w: &WorkloadInfo) -> bool {
         !self.settings.ignored_workload_types.contains(&w.id.kind)
             && self.namespaces.is_watched(&w.id.namespace)
@@ -540,17 +520,10 @@ impl Reloader {
                     if self.instead_of_rolling.is_none() {
                         // Drift that a consumed-data change caused (or whose cause this replica
                         // cannot know) rolls; drift from changes skipped on purpose is accounted.
-                        let plan: Vec<(WorkloadId, bool)> = witness
-                            .plan(self.startup_drift(), |id| {
-                                let w = self.index.get(id).filter(|w| self.acts_on(w))?;
-                                Some((w.stamp.clone(), self.current_stamp(&w)?))
-                            })
-                            .into_iter()
-                            .map(|(id, roll)| {
-                                let roll = roll && !self.baseline_before_csi(&id);
-                                (id, roll)
-                            })
-                            .collect();
+                        let plan = witness.plan(self.startup_drift(), |id| {
+                            let w = self.index.get(id).filter(|w| self.acts_on(w))?;
+                            Some((w.stamp.clone(), self.current_stamp(&w)?))
+                        });
                         let rolls = plan.iter().filter(|(_, roll)| *roll).count();
                         tracing::info!(
                             workloads = rolls,

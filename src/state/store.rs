@@ -22,7 +22,7 @@ pub type Changed = (
 /// Configs by namespace.
 pub struct DigestStore {
     inner: RwLock<Inner>,
-    synced: [AtomicBool; 3],
+    synced: [AtomicBool; 2],
     /// Whether entries keep their labels: only a resource label selector reads them, and a
     /// config's labels take about as much memory as the rest of its entry.
     keep_labels: bool,
@@ -181,12 +181,9 @@ impl DigestStore {
         self.synced[kind as usize].store(true, Ordering::Release);
     }
 
-    /// True once ConfigMaps and Secrets have been fully listed. (The SecretProviderClass
-    /// watch, when there is one, is waited for with them before anything is decided.)
+    /// True once both kinds have been fully listed.
     pub fn is_synced(&self) -> bool {
-        ConfigKind::OBJECTS
-            .iter()
-            .all(|k| self.synced[*k as usize].load(Ordering::Acquire))
+        self.synced.iter().all(|s| s.load(Ordering::Acquire))
     }
 }
 

@@ -320,8 +320,8 @@ pub struct ReloaderArgs {
     #[arg(long)]
     pub pprof_addr: Option<String>,
 
-    /// Reloader: roll on Secrets Store CSI changes (the versions in SecretProviderClassPodStatus),
-    /// when the cluster serves that API. Off by default, as in Reloader.
+    /// Reloader: roll on Secrets Store CSI (SecretProviderClassPodStatus) changes. Accepted; not
+    /// yet acting.
     #[arg(long, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_csi_integration: Option<bool>,
 
@@ -452,8 +452,8 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
     if r.enable_csi_integration == Some(true) {
         say(
             "--enable-csi-integration",
-            Info,
-            "--enable-csi-integration: a change of the versions a SecretProviderClass mounts (SecretProviderClassPodStatus) rolls the workloads opted in for it once, as Reloader; unlike Reloader, reloader.stakater.com/auto needs a CSI volume of the class, a new pod that mounted newer versions rolls too, and the class's own ignore/match annotations and --resource-label-selector are not read".into(),
+            Warn,
+            "--enable-csi-integration: accepted, not yet acting: Secrets Store CSI changes (SecretProviderClassPodStatus) roll nothing yet; Kubernetes Secrets synced by the CSI driver do roll their consumers".into(),
         );
     }
     if let Some(url) = &r.webhook_url {

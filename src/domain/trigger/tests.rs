@@ -186,10 +186,6 @@ fn auto_reload_all_opts_in_unless_auto_false() {
 
 #[test]
 fn absent_configs_are_marked_absent() {
-    let set = consumed_set(
-        &refs(&[(SECRET, "later", None)]),
-        &ns(&[]),
-        &Filters::default(),
-    );
+    let set = consumed_set(&refs(&[(SECRET, "later", None)]), &ns(&[]));
     assert_eq!(set[&ConfigId::new(SECRET, "later")], ConfigTrigger::Absent);
 }
