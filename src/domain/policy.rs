@@ -400,7 +400,11 @@ pub struct Parsed<T> {
 }
 
 /// A boolean annotation, `None` when absent or bad (bad ones are recorded).
-fn read_bool(violations: &mut Vec<Violation>, key: &str, value: Option<&String>) -> Option<bool> {
+pub(crate) fn read_bool(
+    violations: &mut Vec<Violation>,
+    key: &str,
+    value: Option<&String>,
+) -> Option<bool> {
     let value = value?;
     let parsed = parse_bool(value);
     if parsed.is_none() {
@@ -412,7 +416,11 @@ fn read_bool(violations: &mut Vec<Violation>, key: &str, value: Option<&String>)
     parsed
 }
 
-fn read_matcher(violations: &mut Vec<Violation>, key: &str, value: Option<&String>) -> NameMatcher {
+pub(crate) fn read_matcher(
+    violations: &mut Vec<Violation>,
+    key: &str,
+    value: Option<&String>,
+) -> NameMatcher {
     let Some(value) = value else {
         return NameMatcher::default();
     };
@@ -428,7 +436,7 @@ fn read_matcher(violations: &mut Vec<Violation>, key: &str, value: Option<&Strin
     matcher
 }
 
-fn read_names(value: Option<&String>) -> BTreeSet<String> {
+pub(crate) fn read_names(value: Option<&String>) -> BTreeSet<String> {
     value
         .map(|v| split_list(v).map(String::from).collect())
         .unwrap_or_default()

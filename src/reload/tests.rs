@@ -1,4 +1,5 @@
 use super::*;
+use writes::describe;
 use crate::domain::config::{ConfigId, ConfigKind, ValueDigest};
 use crate::domain::entry::ConfigEntry;
 use crate::domain::refs::Consumption;
