@@ -1,5 +1,4 @@
 use super::*;
-use writes::describe;
 use crate::domain::config::{ConfigId, ConfigKind, ValueDigest};
 use crate::domain::entry::ConfigEntry;
 use crate::domain::refs::Consumption;
@@ -7,6 +6,7 @@ use crate::domain::trigger::Filters;
 use crate::state::index::WorkloadInfo;
 use crate::state::namespaces::NamespaceFilter;
 use std::collections::BTreeMap;
+use writes::describe;
 
 fn settings() -> ReloadSettings {
     ReloadSettings {
