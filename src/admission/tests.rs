@@ -1073,3 +1073,65 @@ fn extra_kinds_are_stamped_at_their_pointer_and_kept_at_update() {
         .unwrap();
     assert_eq!(answer.outcome, Outcome::Unsupported);
 }
+
+/// Secrets Store CSI: the SPC keys are never denied (bad values included), change no stamp and
+/// no annotation source; kreload's own `kreload.dev/csi-versions` write on UPDATE is neither a
+/// template change that moves the stamp nor anything admission strips.
+#[test]
+fn secret_provider_class_keys_and_csi_rolls_change_nothing_at_admission() {
+    use crate::domain::annotations::CSI_VERSIONS;
+    let a = admission();
+    let spc = json!({
+        "secretproviderclass.reloader.stakater.com/auto": "yes",
+        "secretproviderclass.reloader.stakater.com/reload": "spc,(bad",
+        "secretproviderclasses.exclude.reloader.stakater.com/reload": "x",
+    });
+    let stamp_of = |d: Value| {
+        let resp = response(
+            &a.mutate(&review("apps", "Deployment", "CREATE", d.clone()))
+                .unwrap(),
+        );
+        resp.get("patch").map(|_| {
+            apply_patch(&d, &resp)["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+                .clone()
+        })
+    };
+    let mut with = json!({"reloader.stakater.com/auto": "true"});
+    with.as_object_mut()
+        .unwrap()
+        .extend(spc.as_object().unwrap().clone());
+    let plain = stamp_of(deployment(
+        json!({"reloader.stakater.com/auto": "true"}),
+        None,
+    ));
+    assert!(plain.is_some());
+    assert_eq!(stamp_of(deployment(with.clone(), None)), plain);
+    // Only SPC keys: not opted in.
+    assert_eq!(stamp_of(deployment(spc.clone(), None)), None);
+    // SPC keys on the metadata do not hide the template's keys.
+    assert_eq!(
+        stamp_of(deployment(
+            spc.clone(),
+            Some(json!({"reloader.stakater.com/auto": "true"}))
+        )),
+        plain
+    );
+    for d in [deployment(with, None), deployment(spc, None)] {
+        let answer = a
+            .validate(&review("apps", "Deployment", "CREATE", d))
+            .unwrap();
+        assert_ne!(answer.outcome, Outcome::Denied);
+    }
+    // kreload's CSI roll on a workload whose stamp is stale: the stamp stays (the write is not
+    // a foreign template change), and the annotation is neither stripped nor rewritten.
+    let stale = format!("v2.{}.{}", a.stamper().key().id(), "0".repeat(64));
+    let old = opted_in(Some(&stale));
+    let mut rolled = old.clone();
+    rolled["spec"]["template"]["metadata"]["annotations"][CSI_VERSIONS] = json!("v2.k.csi");
+    let answer = a
+        .mutate(&as_kreload(review_update(rolled.clone(), old.clone())))
+        .unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+    let answer = a.mutate(&review_update(rolled, old)).unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+}
