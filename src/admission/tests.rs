@@ -1116,11 +1116,25 @@ fn secret_provider_class_keys_and_csi_rolls_change_nothing_at_admission() {
         )),
         plain
     );
-    for d in [deployment(with, None), deployment(spc, None)] {
+    let warned = |a: &Admission, d: Value| {
         let answer = a
             .validate(&review("apps", "Deployment", "CREATE", d))
             .unwrap();
         assert_ne!(answer.outcome, Outcome::Denied);
+        let resp = response(&answer);
+        resp["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .any(|w| w.as_str().unwrap().contains("Secrets Store CSI"))
+            })
+            .unwrap_or(false)
+    };
+    let with_csi = admission().with_csi(true);
+    for d in [deployment(with, None), deployment(spc, None)] {
+        // Flag off: not even a warning. On: a warning, never a denial.
+        assert!(!warned(&a, d.clone()));
+        assert!(warned(&with_csi, d));
     }
     // kreload's CSI roll on a workload whose stamp is stale: the stamp stays (the write is not
     // a foreign template change), and the annotation is neither stripped nor rewritten.

@@ -569,7 +569,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ignored_workloads.clone(),
         )
         .with_own_user(own_user)
-        .with_annotation_names(names.clone()),
+        .with_annotation_names(names.clone())
+        .with_csi(csi_on),
     );
     let mut limits = Limits::default();
     if let Some(idle) = args.webhook_idle_timeout {

@@ -389,6 +389,10 @@ pub enum Warning {
         kind: ConfigKind,
         name: String,
     },
+    /// A bad value of a Secrets Store CSI key (with `--enable-csi-integration`): never denied,
+    /// only ignored.
+    #[error("{problem}; ignored for Secrets Store CSI rolls (the other values still apply)")]
+    CsiValueIgnored { problem: String },
 }
 
 /// A parsed value with the rules it broke and the mistakes it likely contains.
