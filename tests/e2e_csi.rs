@@ -605,6 +605,23 @@ async fn rotations_roll_opted_in_workloads_once() {
             .await;
         }
     }
+    // A replace of a manifest without kreload's csi-versions (GitOps with replace, say): the
+    // value is kept, and nothing rolls.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
+    let mut typed = deployments.get("typed").await.expect("get typed");
+    if let Some(a) = typed
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.metadata.as_mut())
+        .and_then(|m| m.annotations.as_mut())
+    {
+        a.remove(CSI_VERSIONS);
+    }
+    typed.metadata.managed_fields = None;
+    deployments
+        .replace("typed", &PostParams::default(), &typed)
+        .await
+        .expect("replace typed without csi-versions");
     let rolls_before = rolls_so_far(&first).await;
     let (f, s) = nothing_else_rolled(
         &ns,
@@ -614,7 +631,7 @@ async fn rotations_roll_opted_in_workloads_once() {
         &all,
         &after,
         rolls_before,
-        "after re-mounts with per-mount versions, unmounts and label edits",
+        "after re-mounts with per-mount versions, unmounts, label edits and a replace without csi-versions",
     )
     .await;
     failures.extend(f);

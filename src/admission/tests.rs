@@ -1149,3 +1149,61 @@ fn secret_provider_class_keys_and_csi_rolls_change_nothing_at_admission() {
     let answer = a.mutate(&review_update(rolled, old)).unwrap();
     assert_eq!(answer.outcome, Outcome::Allowed);
 }
+
+/// With CSI integration, someone else's UPDATE that drops or changes kreload's
+/// `csi-versions` (a replace of the manifest) gets the old value back, opted in for configs or
+/// not; kreload's own write stands; without the flag admission leaves it alone.
+#[test]
+fn csi_versions_dropped_by_a_replace_is_kept() {
+    use crate::domain::annotations::CSI_VERSIONS;
+    let csi = admission().with_csi(true);
+    let off = admission();
+    for annotations in [
+        json!({"reloader.stakater.com/auto": "true"}),
+        json!({"secretproviderclass.reloader.stakater.com/auto": "true"}),
+    ] {
+        let old = deployment(annotations.clone(), Some(json!({CSI_VERSIONS: "v2.k.old"})));
+        let stamp = csi
+            .mutate(&review("apps", "Deployment", "CREATE", old.clone()))
+            .unwrap();
+        let old = if stamp.outcome == Outcome::Patched {
+            apply_patch(&old, &response(&stamp))
+        } else {
+            old
+        };
+        let mut dropped = old.clone();
+        dropped["spec"]["template"]["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(CSI_VERSIONS);
+        let answer = csi
+            .mutate(&review_update(dropped.clone(), old.clone()))
+            .unwrap();
+        assert_eq!(
+            written(
+                &dropped,
+                &answer,
+                "/spec/template/metadata/annotations/kreload.dev~1csi-versions"
+            ),
+            Some(json!("v2.k.old")),
+            "{annotations}"
+        );
+        let answer = off
+            .mutate(&review_update(dropped.clone(), old.clone()))
+            .unwrap();
+        assert!(
+            written(
+                &dropped,
+                &answer,
+                "/spec/template/metadata/annotations/kreload.dev~1csi-versions"
+            )
+            .is_none()
+        );
+        let mut rolled = old.clone();
+        rolled["spec"]["template"]["metadata"]["annotations"][CSI_VERSIONS] = json!("v2.k.new");
+        let answer = csi
+            .mutate(&as_kreload(review_update(rolled.clone(), old.clone())))
+            .unwrap();
+        assert_eq!(answer.outcome, Outcome::Allowed);
+    }
+}
