@@ -295,9 +295,16 @@ impl Reloader {
         if !pending.roll
             && let Some((roll, cw)) = &csi
         {
-            // Accounting pending beside a CSI roll: the CSI roll goes alone, and the accounting
-            // waits for the next change (a roll does not move the config stamp).
-            return self.roll_csi_only(id, roll, cw).await;
+            // Accounting pending beside a CSI roll: one patch does both (the CSI roll does not
+            // move the config stamp, so the skipped change is still accounted, never rolled).
+            if baseline.is_none() {
+                return self.roll_csi_only(id, roll, cw).await;
+            }
+            let done = self
+                .roll_csi_with(id, roll, cw, account_patch(&stamp))
+                .await?;
+            self.index.set_accounted(id, &stamp);
+            return Ok(done);
         }
         if !pending.roll {
             // Unstamped workloads stay unstamped until their first roll: nothing to account.
@@ -370,14 +377,19 @@ impl Reloader {
         roll: &CsiRoll,
         w: &crate::state::csi::CsiWorkload,
     ) -> Result<Done, kube::Error> {
+        self.roll_csi_with(id, roll, w, serde_json::json!({})).await
+    }
+
+    /// A CSI roll added to the merge patch `base` (`{}`, or an accounting patch).
+    async fn roll_csi_with(
+        &self,
+        id: &WorkloadId,
+        roll: &CsiRoll,
+        w: &crate::state::csi::CsiWorkload,
+        base: serde_json::Value,
+    ) -> Result<Done, kube::Error> {
         let now = now_rfc3339();
-        let patch = add_csi_roll(
-            serde_json::json!({}),
-            id.kind.template_path(),
-            w.location,
-            &roll.value,
-            &now,
-        );
+        let patch = add_csi_roll(base, id.kind.template_path(), w.location, &roll.value, &now);
         self.writer.merge(id, &patch).await?;
         if let Some(c) = &self.csi {
             c.set_current(id, &roll.value);
