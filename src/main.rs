@@ -19,9 +19,17 @@ async fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             kreload::cli::run::init_logging(args.log_format, &args.log_level)?;
-            kreload::cli::run::run(*args).await?;
-            // Everything has drained; do not wait for a blocking read of stdin to return.
-            std::process::exit(0)
+            // Either way, do not wait for a blocking read of stdin (`--exit-on-stdin-close`) to
+            // return: on success everything has drained; on an error at start (missing RBAC,
+            // say) the process must exit rather than hang with that read open.
+            match kreload::cli::run::run(*args).await {
+                Ok(()) => std::process::exit(0),
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    eprintln!("Error: {error:?}");
+                    std::process::exit(1)
+                }
+            }
         }
         Command::Check(args) => {
             if !kreload::cli::commands::check(&args)? {

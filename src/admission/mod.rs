@@ -40,6 +40,8 @@ pub struct Admission {
     own_user: Option<String>,
     /// The names of the annotations read (Reloader's `--*-annotation` flags).
     names: Arc<AnnotationNames>,
+    /// `--enable-csi-integration` acts: bad values of the CSI keys get admission warnings.
+    csi: bool,
 }
 
 impl Admission {
@@ -58,7 +60,14 @@ impl Admission {
             ignored_workloads,
             own_user: None,
             names: Arc::default(),
+            csi: false,
         }
+    }
+
+    /// With CSI integration acting: warn (never deny) about bad values of the CSI keys.
+    pub fn with_csi(mut self, csi: bool) -> Self {
+        self.csi = csi;
+        self
     }
 
     /// The names of the annotations read (default: Reloader's).

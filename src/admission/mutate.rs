@@ -6,7 +6,7 @@
 //! Only the watcher advances stamps, so coalescing, the storm guard, pause-period and leadership
 //! govern every roll.
 
-use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH};
+use crate::domain::annotations::{ACCOUNTED_HASH, CONFIG_HASH, CSI_VERSIONS};
 use crate::domain::extra;
 use crate::domain::patch::{MetadataShape, annotations_patch, stamp_patch};
 use crate::domain::policy;
@@ -88,6 +88,40 @@ impl Admission {
             workload.metadata.annotations(),
             template.annotations(),
         );
+        // A Rollout that takes its pod template from a Deployment (`spec.workloadRef`) must
+        // keep its own template empty: its stamp is on its metadata, and what it consumes is
+        // in the Deployment's template, which admission does not read (no API call here).
+        let references_template = workload.workload_ref(kind).is_some();
+        let location = StampLocation::of(kind, &parsed.value, references_template);
+        // With CSI integration: kreload's `csi-versions` is kept as the old object had it when
+        // someone else's UPDATE (a replace of the manifest, say) drops or changes it, so that it
+        // never rolls the workload by itself and the next rotation stays idempotent.
+        let mut early_old: Option<Option<LeanWorkload>> = None;
+        let mut csi_restore: Option<String> = None;
+        if self.csi && update && !req.is_from(self.own_user.as_deref()) {
+            let old = match req.parsed_old.take() {
+                Some(old) => old.map(|w| *w),
+                None => req
+                    .old_object
+                    .and_then(|raw| LeanWorkload::from_json(kind, raw.get()).ok()),
+            };
+            let csi_of = |w: &LeanWorkload| -> Option<String> {
+                match location {
+                    StampLocation::Template => w
+                        .template(kind)
+                        .annotations()
+                        .and_then(|a| a.get(CSI_VERSIONS))
+                        .cloned(),
+                    StampLocation::Object => w.metadata.annotations().get(CSI_VERSIONS).cloned(),
+                }
+            };
+            let new_csi = csi_of(&workload);
+            csi_restore = old
+                .as_ref()
+                .and_then(csi_of)
+                .filter(|o| Some(o) != new_csi.as_ref());
+            early_old = Some(old);
+        }
         let controlled = workload.metadata.controller().is_some();
         if !rolls(
             kind,
@@ -95,13 +129,11 @@ impl Admission {
             controlled,
             self.stamper.filters().auto_reload_all,
         ) {
-            return Ok(Verdict::allow());
+            return Ok(match &csi_restore {
+                Some(value) => patched(self.csi_restore_patch(kind, location, &workload, value)),
+                None => Verdict::allow(),
+            });
         }
-        // A Rollout that takes its pod template from a Deployment (`spec.workloadRef`) must
-        // keep its own template empty: its stamp is on its metadata, and what it consumes is
-        // in the Deployment's template, which admission does not read (no API call here).
-        let references_template = workload.workload_ref(kind).is_some();
-        let location = StampLocation::of(kind, &parsed.value, references_template);
         if location == StampLocation::Template && workload.template_opt(kind).is_none() {
             return Ok(Verdict::allow());
         }
@@ -128,11 +160,14 @@ impl Admission {
             // A new workload starts stamped, so the watcher never rolls it a second time.
             (Some(current()), None)
         } else {
-            let old = match req.parsed_old.take() {
-                Some(old) => old.map(|w| *w),
-                None => req
-                    .old_object
-                    .and_then(|raw| LeanWorkload::from_json(kind, raw.get()).ok()),
+            let old = match early_old {
+                Some(old) => old,
+                None => match req.parsed_old.take() {
+                    Some(old) => old.map(|w| *w),
+                    None => req
+                        .old_object
+                        .and_then(|raw| LeanWorkload::from_json(kind, raw.get()).ok()),
+                },
             };
             let old_stamp = old.as_ref().and_then(stamp_of);
             let old_accounted = old.as_ref().and_then(accounted_of);
@@ -142,7 +177,8 @@ impl Admission {
             {
                 // kreload's own write (the watcher's roll, maybe from a replica whose store
                 // differs from this one's): it stands. A stamp anyone else writes (a manifest
-                // carrying an exported one, say) is not taken: the old one is kept.
+                // carrying an exported one, say) is not taken: the old one is kept. (A CSI
+                // restore is only for others' writes, so there is none here.)
                 return Ok(Verdict::allow());
             }
             // Admission never advances a stamp by itself: only when the update changes the
@@ -179,6 +215,12 @@ impl Admission {
         if accounted != new_accounted {
             object_changes.push((ACCOUNTED_HASH, accounted.as_deref()));
         }
+        if let Some(value) = csi_restore.as_deref() {
+            match location {
+                StampLocation::Template => template_changes.push((CSI_VERSIONS, Some(value))),
+                StampLocation::Object => object_changes.push((CSI_VERSIONS, Some(value))),
+            }
+        }
         if object_changes.is_empty() && template_changes.is_empty() {
             return Ok(Verdict::allow());
         }
@@ -198,6 +240,25 @@ impl Admission {
             )));
         }
         Ok(patched(serde_json::Value::Array(ops)))
+    }
+
+    /// The patch that puts kreload's `csi-versions` back where a workload keeps it.
+    fn csi_restore_patch(
+        &self,
+        kind: WorkloadKind,
+        location: StampLocation,
+        workload: &LeanWorkload,
+        value: &str,
+    ) -> serde_json::Value {
+        let changes = [(CSI_VERSIONS, Some(value))];
+        match location {
+            StampLocation::Template => annotations_patch(
+                kind.template_pointer(),
+                workload.template(kind).shape(),
+                &changes,
+            ),
+            StampLocation::Object => annotations_patch("", workload_shape(workload), &changes),
+        }
     }
 
     /// Whether an UPDATE changes the pod template beyond kreload's stamp. Rare (only when the

@@ -1073,3 +1073,137 @@ fn extra_kinds_are_stamped_at_their_pointer_and_kept_at_update() {
         .unwrap();
     assert_eq!(answer.outcome, Outcome::Unsupported);
 }
+
+/// Secrets Store CSI: the SPC keys are never denied (bad values included), change no stamp and
+/// no annotation source; kreload's own `kreload.dev/csi-versions` write on UPDATE is neither a
+/// template change that moves the stamp nor anything admission strips.
+#[test]
+fn secret_provider_class_keys_and_csi_rolls_change_nothing_at_admission() {
+    use crate::domain::annotations::CSI_VERSIONS;
+    let a = admission();
+    let spc = json!({
+        "secretproviderclass.reloader.stakater.com/auto": "yes",
+        "secretproviderclass.reloader.stakater.com/reload": "spc,(bad",
+        "secretproviderclasses.exclude.reloader.stakater.com/reload": "x",
+    });
+    let stamp_of = |d: Value| {
+        let resp = response(
+            &a.mutate(&review("apps", "Deployment", "CREATE", d.clone()))
+                .unwrap(),
+        );
+        resp.get("patch").map(|_| {
+            apply_patch(&d, &resp)["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+                .clone()
+        })
+    };
+    let mut with = json!({"reloader.stakater.com/auto": "true"});
+    with.as_object_mut()
+        .unwrap()
+        .extend(spc.as_object().unwrap().clone());
+    let plain = stamp_of(deployment(
+        json!({"reloader.stakater.com/auto": "true"}),
+        None,
+    ));
+    assert!(plain.is_some());
+    assert_eq!(stamp_of(deployment(with.clone(), None)), plain);
+    // Only SPC keys: not opted in.
+    assert_eq!(stamp_of(deployment(spc.clone(), None)), None);
+    // SPC keys on the metadata do not hide the template's keys.
+    assert_eq!(
+        stamp_of(deployment(
+            spc.clone(),
+            Some(json!({"reloader.stakater.com/auto": "true"}))
+        )),
+        plain
+    );
+    let warned = |a: &Admission, d: Value| {
+        let answer = a
+            .validate(&review("apps", "Deployment", "CREATE", d))
+            .unwrap();
+        assert_ne!(answer.outcome, Outcome::Denied);
+        let resp = response(&answer);
+        resp["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .any(|w| w.as_str().unwrap().contains("Secrets Store CSI"))
+            })
+            .unwrap_or(false)
+    };
+    let with_csi = admission().with_csi(true);
+    for d in [deployment(with, None), deployment(spc, None)] {
+        // Flag off: not even a warning. On: a warning, never a denial.
+        assert!(!warned(&a, d.clone()));
+        assert!(warned(&with_csi, d));
+    }
+    // kreload's CSI roll on a workload whose stamp is stale: the stamp stays (the write is not
+    // a foreign template change), and the annotation is neither stripped nor rewritten.
+    let stale = format!("v2.{}.{}", a.stamper().key().id(), "0".repeat(64));
+    let old = opted_in(Some(&stale));
+    let mut rolled = old.clone();
+    rolled["spec"]["template"]["metadata"]["annotations"][CSI_VERSIONS] = json!("v2.k.csi");
+    let answer = a
+        .mutate(&as_kreload(review_update(rolled.clone(), old.clone())))
+        .unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+    let answer = a.mutate(&review_update(rolled, old)).unwrap();
+    assert_eq!(answer.outcome, Outcome::Allowed);
+}
+
+/// With CSI integration, someone else's UPDATE that drops or changes kreload's
+/// `csi-versions` (a replace of the manifest) gets the old value back, opted in for configs or
+/// not; kreload's own write stands; without the flag admission leaves it alone.
+#[test]
+fn csi_versions_dropped_by_a_replace_is_kept() {
+    use crate::domain::annotations::CSI_VERSIONS;
+    let csi = admission().with_csi(true);
+    let off = admission();
+    for annotations in [
+        json!({"reloader.stakater.com/auto": "true"}),
+        json!({"secretproviderclass.reloader.stakater.com/auto": "true"}),
+    ] {
+        let old = deployment(annotations.clone(), Some(json!({CSI_VERSIONS: "v2.k.old"})));
+        let stamp = csi
+            .mutate(&review("apps", "Deployment", "CREATE", old.clone()))
+            .unwrap();
+        let old = if stamp.outcome == Outcome::Patched {
+            apply_patch(&old, &response(&stamp))
+        } else {
+            old
+        };
+        let mut dropped = old.clone();
+        dropped["spec"]["template"]["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(CSI_VERSIONS);
+        let answer = csi
+            .mutate(&review_update(dropped.clone(), old.clone()))
+            .unwrap();
+        assert_eq!(
+            written(
+                &dropped,
+                &answer,
+                "/spec/template/metadata/annotations/kreload.dev~1csi-versions"
+            ),
+            Some(json!("v2.k.old")),
+            "{annotations}"
+        );
+        let answer = off
+            .mutate(&review_update(dropped.clone(), old.clone()))
+            .unwrap();
+        assert!(
+            written(
+                &dropped,
+                &answer,
+                "/spec/template/metadata/annotations/kreload.dev~1csi-versions"
+            )
+            .is_none()
+        );
+        let mut rolled = old.clone();
+        rolled["spec"]["template"]["metadata"]["annotations"][CSI_VERSIONS] = json!("v2.k.new");
+        let answer = csi
+            .mutate(&as_kreload(review_update(rolled.clone(), old.clone())))
+            .unwrap();
+        assert_eq!(answer.outcome, Outcome::Allowed);
+    }
+}

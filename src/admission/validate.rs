@@ -4,9 +4,11 @@ use serde_json::value::RawValue;
 
 use crate::domain::check::{being_deleted, changes_judged_annotations, check_rules};
 use crate::domain::config::{ConfigId, ConfigKind};
+use crate::domain::csi;
 use crate::domain::entry::ConfigView;
 use crate::domain::extra;
 use crate::domain::policy::{self, Warning, WorkloadPolicy};
+use crate::domain::workload::LeanWorkload;
 
 use super::Admission;
 use super::review::{
@@ -58,6 +60,22 @@ impl Admission {
         })?;
         if let Some(policy) = &checked.policy {
             self.missing_config_warnings(&req.namespace, policy, &mut checked.warnings);
+            if self.csi
+                && let Some(kind) = req.kind.workload()
+                && let Ok(w) = LeanWorkload::from_json(kind, raw)
+            {
+                let template = w.template(kind);
+                let (_, problems) = csi::parse_policy(
+                    policy.source,
+                    w.metadata.annotations(),
+                    template.annotations(),
+                );
+                checked
+                    .warnings
+                    .extend(problems.into_iter().map(|p| Warning::CsiValueIgnored {
+                        problem: p.to_string(),
+                    }));
+            }
         }
         Ok(verdict(checked.violations, checked.warnings))
     }

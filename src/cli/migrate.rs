@@ -498,11 +498,13 @@ pub fn migrate(
         );
     }
     // Accepted but not acted on yet: carried as a flag, so that it acts once kreload implements it.
+    // The chart value passes --enable-csi-integration and grants reading the driver's
+    // SecretProviderClassPodStatuses, as Reloader's chart does.
     if r.take_bool("enableCSIIntegration")? == Some(true) {
-        m.push_list("extraArgs", Value::from("--enable-csi-integration=true"));
+        m.set(&["enableCSIIntegration"], Value::from(true));
         m.differs(
             "reloader.enableCSIIntegration",
-            "passed as --enable-csi-integration: accepted, but Secrets Store CSI changes roll nothing yet",
+            "enableCSIIntegration: a rotation of a SecretProviderClass's versions rolls the workloads that mount it and are opted in for it, as with Reloader; the roll writes kreload.dev/csi-versions (many pods rotating to the same versions roll once), and Jobs are not rolled for it",
         );
     }
     // Reloader's chart grants access to DeploymentConfigs only with isOpenshift; without it,
@@ -905,7 +907,7 @@ fn scalar(v: &Value) -> String {
 }
 
 /// The kreload chart's order of values (as in its values.yaml), so the output reads like it.
-const ORDER: [&str; 27] = [
+const ORDER: [&str; 28] = [
     "replicas",
     "imagePullSecrets",
     "watchNamespaces",
@@ -917,6 +919,7 @@ const ORDER: [&str; 27] = [
     "autoReloadAll",
     "reloadOnCreate",
     "reloadOnDelete",
+    "enableCSIIntegration",
     "ha",
     "logFormat",
     "logLevel",

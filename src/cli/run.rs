@@ -20,6 +20,7 @@ use crate::cli::client::{self, client};
 use crate::domain::alert::AlertSink;
 use crate::domain::annotations::AnnotationNames;
 use crate::domain::config::ConfigKind;
+use crate::domain::csi;
 use crate::domain::extra::{self, ExtraWorkload};
 use crate::domain::stamper::Stamper;
 use crate::domain::workload::WorkloadKind;
@@ -27,9 +28,11 @@ use crate::metrics::Metrics;
 use crate::reload::alerts::{AlertTarget, Alerts};
 use crate::reload::lease::{self, LeaseConfig};
 use crate::reload::{ReloadSettings, Reloader};
+use crate::state::csi::{CsiStatuses, CsiWorkloads};
 use crate::state::index::WorkloadIndex;
 use crate::state::store::DigestStore;
 use crate::watch::config::{self as configwatch, ConfigMapKind, SecretKind};
+use crate::watch::csi as csiwatch;
 use crate::watch::namespace;
 use crate::watch::sync::{SyncSet, watch_name};
 use crate::watch::workload::{
@@ -164,6 +167,7 @@ struct WorkloadFeeds {
     metrics: Arc<Metrics>,
     sync: SyncSet,
     new_workloads: mpsc::UnboundedSender<crate::domain::workload::WorkloadNews>,
+    csi: Option<Arc<CsiWorkloads>>,
 }
 
 impl WorkloadFeeds {
@@ -177,6 +181,7 @@ impl WorkloadFeeds {
             self.metrics.clone(),
             self.sync.clone(),
             self.new_workloads.clone(),
+            self.csi.clone(),
         ));
     }
 
@@ -241,6 +246,85 @@ fn with_alerts(
     Ok(reloader)
 }
 
+/// How often, and after how long a first wait (doubling), start-up retries a CSI discovery or
+/// probe that failed with an error other than "not served" or "forbidden".
+const CSI_ATTEMPTS: u32 = 4;
+const CSI_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// Whether to act on Secrets Store CSI rotations: asked for (`--enable-csi-integration`, off by
+/// default as in Reloader) and the driver's SecretProviderClassPodStatus API served (looked for
+/// once, at start, and only when asked). A discovery that keeps failing, and a listing the RBAC
+/// forbids, stop the start with a clear error: the flag was asked for, and a kreload that
+/// silently did nothing for CSI would be worse than one that does not start.
+async fn csi_integration(
+    client: &Client,
+    asked: bool,
+    scopes: &[Option<String>],
+) -> anyhow::Result<bool> {
+    if !asked {
+        return Ok(false);
+    }
+    let api = format!("{}/{}", csi::GROUP, csi::VERSION);
+    let plural = csi::STATUS_PLURAL;
+    let mut wait = CSI_RETRY_FIRST;
+    let mut attempt = 1;
+    let served = loop {
+        match client.list_api_group_resources(&api).await {
+            Ok(list) => break list.resources.iter().any(|r| r.name == plural),
+            Err(kube::Error::Api(s)) if s.code == 404 => break false,
+            Err(error) if attempt < CSI_ATTEMPTS => {
+                tracing::warn!(%api, %error, attempt, retry_in = ?wait, "{plural}: discovery failed; retrying");
+            }
+            Err(error) => anyhow::bail!(
+                "--enable-csi-integration: discovery of {api} {plural} failed {CSI_ATTEMPTS} times ({error}); not starting without the CSI integration that was asked for"
+            ),
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+        attempt += 1;
+    };
+    if !served {
+        tracing::warn!(%api, "{plural} not served (is the Secrets Store CSI driver installed?): --enable-csi-integration has no effect (kreload looks for the API only at start)");
+        return Ok(false);
+    }
+    for scope in scopes {
+        let where_ = scope
+            .as_deref()
+            .map_or("in all namespaces".to_owned(), |ns| {
+                format!("in namespace {ns}")
+            });
+        let list = kube::api::ListParams::default().limit(1);
+        let mut wait = CSI_RETRY_FIRST;
+        let mut attempt = 1;
+        loop {
+            match csiwatch::api(client.clone(), scope.as_deref())
+                .list_metadata(&list)
+                .await
+            {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    tracing::error!(%api, "--enable-csi-integration: kreload may not list {plural} {where_}: grant get, list and watch on {plural} ({}) to its ServiceAccount (the chart does with enableCSIIntegration: true)", csi::GROUP);
+                    anyhow::bail!(
+                        "--enable-csi-integration: listing {plural} {where_} is forbidden: kreload's RBAC needs get, list and watch on {plural} in API group {}",
+                        csi::GROUP
+                    );
+                }
+                Err(error) if attempt < CSI_ATTEMPTS => {
+                    tracing::warn!(%api, %error, attempt, retry_in = ?wait, "{plural}: listing failed; retrying");
+                }
+                Err(error) => anyhow::bail!(
+                    "--enable-csi-integration: listing {plural} {where_} failed {CSI_ATTEMPTS} times ({error})"
+                ),
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+            attempt += 1;
+        }
+    }
+    tracing::info!(%api, "{plural} served: a rotation of a SecretProviderClass's versions rolls the workloads that mount it and are opted in for it");
+    Ok(true)
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let filters = args.filters.filters()?;
     extra::check_list(&args.extra_workloads).map_err(anyhow::Error::msg)?;
@@ -291,6 +375,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         namespaces.only().iter().cloned().map(Some).collect()
     };
+    let csi_on = csi_integration(
+        &client,
+        args.reloader.enable_csi_integration == Some(true),
+        &scopes,
+    )
+    .await?;
+    let csi_workloads = csi_on.then(|| Arc::new(CsiWorkloads::new()));
+    let (rotations_tx, rotations_rx) = mpsc::unbounded_channel();
+    if csi_on {
+        // Not part of readiness or of the sync the Lease waits for: a CSI watch that cannot
+        // list never holds up ConfigMaps, Secrets and workloads (its first listing only learns).
+        let statuses = Arc::new(CsiStatuses::new());
+        let (csi_sync, _) = SyncSet::new(Vec::new());
+        for scope in &scopes {
+            tokio::spawn(csiwatch::run(
+                client.clone(),
+                scope.clone(),
+                statuses.clone(),
+                metrics.clone(),
+                rotations_tx.clone(),
+                csi_sync.clone(),
+            ));
+        }
+    }
+    drop(rotations_tx);
     let (config_sync, mut configs_synced) = SyncSet::new(ConfigKind::ALL.iter().flat_map(|k| {
         scopes
             .iter()
@@ -380,6 +489,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         sync: workload_sync,
         new_workloads: new_workloads_tx,
+        csi: csi_workloads.clone(),
     };
     for scope in &scopes {
         for kind in &kinds {
@@ -459,7 +569,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ignored_workloads.clone(),
         )
         .with_own_user(own_user)
-        .with_annotation_names(names.clone()),
+        .with_annotation_names(names.clone())
+        .with_csi(csi_on),
     );
     let mut limits = Limits::default();
     if let Some(idle) = args.webhook_idle_timeout {
@@ -535,8 +646,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         identity,
     );
-    let reloader = with_alerts(reloader, &args, &metrics)?;
-    tokio::spawn(reloader.run(changes_rx, new_workloads_rx, leader));
+    let mut reloader = with_alerts(reloader, &args, &metrics)?;
+    if let Some(csi) = &csi_workloads {
+        reloader = reloader.with_csi(csi.clone());
+    }
+    tokio::spawn(reloader.run(changes_rx, new_workloads_rx, rotations_rx, leader));
 
     if let Some(ca) = &local_ca {
         let (mut m, mut v) = webhooks::local(

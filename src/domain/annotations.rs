@@ -11,6 +11,13 @@ pub const CONFIG_HASH: &str = "kreload.dev/config-hash";
 /// baseline.
 pub const ACCOUNTED_HASH: &str = "kreload.dev/accounted-hash";
 
+/// Written by a Secrets Store CSI roll (`--enable-csi-integration`) on the pod template (on the
+/// object itself for Rollouts kreload restarts): a keyed, namespace-bound digest of the
+/// SecretProviderClass and the versions it rotated to. Writing it rolls the workload; writing the
+/// same value again is no change, so many pods rotating to the same versions roll it once. It is
+/// never part of a stamp or trigger set.
+pub const CSI_VERSIONS: &str = "kreload.dev/csi-versions";
+
 /// Prefix shared by every Reloader annotation of default name; the validating webhook only looks
 /// at objects carrying one of these or a renamed one ([`AnnotationNames::is_judged`]).
 pub const RELOADER_DOMAIN: &str = "reloader.stakater.com";
@@ -29,6 +36,13 @@ pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
 /// Written on a Deployment that kreload paused after a reload (RFC 3339 time), as Reloader does.
 pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
 pub const ROLLOUT_STRATEGY: &str = "reloader.stakater.com/rollout-strategy";
+
+// Reloader's Secrets Store CSI keys. Read only with `--enable-csi-integration`, and then only to
+// decide CSI rolls: they never choose where the other keys are read from, never opt a workload
+// in for ConfigMaps or Secrets, and are never denied.
+pub const SPC_AUTO: &str = "secretproviderclass.reloader.stakater.com/auto";
+pub const SPC_RELOAD: &str = "secretproviderclass.reloader.stakater.com/reload";
+pub const SPC_EXCLUDE: &str = "secretproviderclasses.exclude.reloader.stakater.com/reload";
 
 // Read on ConfigMaps and Secrets.
 pub const MATCH: &str = "reloader.stakater.com/match";
@@ -75,9 +89,10 @@ impl Default for AnnotationNames {
 
 /// Keys no renamed annotation may take: kreload's own, and the Reloader keys that cannot be
 /// renamed.
-const RESERVED_KEYS: [&str; 5] = [
+const RESERVED_KEYS: [&str; 6] = [
     CONFIG_HASH,
     ACCOUNTED_HASH,
+    CSI_VERSIONS,
     CONFIGMAPS_EXCLUDE,
     SECRETS_EXCLUDE,
     ROLLOUT_STRATEGY,

@@ -6,6 +6,7 @@ pub mod alert;
 pub mod annotations;
 pub mod check;
 pub mod config;
+pub mod csi;
 pub mod decide;
 pub mod entry;
 pub mod extra;

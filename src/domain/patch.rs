@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::annotations::{ACCOUNTED_HASH, AnnotationNames, CONFIG_HASH};
+use crate::domain::annotations::{ACCOUNTED_HASH, AnnotationNames, CONFIG_HASH, CSI_VERSIONS};
 use crate::domain::workload::StampLocation;
 
 /// Escapes one JSON-pointer segment (RFC 6901): `~` as `~0`, `/` as `~1`.
@@ -124,6 +124,39 @@ pub fn roll_patch(names: &AnnotationNames, r: &Roll) -> Value {
     if let Some(at) = r.pause_at {
         patch["spec"]["paused"] = json!(true);
         patch["metadata"]["annotations"][names.paused_at.as_str()] = json!(at);
+    }
+    patch
+}
+
+/// Adds a Secrets Store CSI roll to a merge patch (`patch`: a roll's, or `{}`): the value of
+/// [`CSI_VERSIONS`] where the workload's stamp lives (on the template; on the object with
+/// `spec.restartAt` for a Rollout kreload restarts, whose template must not change). Setting
+/// the value the workload already carries is no change, so the same rotation rolls once.
+pub fn add_csi_roll(
+    mut patch: Value,
+    template_path: &[&str],
+    location: StampLocation,
+    value: &str,
+    now: &str,
+) -> Value {
+    if !patch.is_object() {
+        patch = json!({});
+    }
+    match location {
+        StampLocation::Template => {
+            let mut at = &mut patch;
+            for segment in template_path {
+                if !at[*segment].is_object() {
+                    at[*segment] = json!({});
+                }
+                at = &mut at[*segment];
+            }
+            at["metadata"]["annotations"][CSI_VERSIONS] = json!(value);
+        }
+        StampLocation::Object => {
+            patch["metadata"]["annotations"][CSI_VERSIONS] = json!(value);
+            patch["spec"]["restartAt"] = json!(now);
+        }
     }
     patch
 }

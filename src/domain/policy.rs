@@ -389,6 +389,10 @@ pub enum Warning {
         kind: ConfigKind,
         name: String,
     },
+    /// A bad value of a Secrets Store CSI key (with `--enable-csi-integration`): never denied,
+    /// only ignored.
+    #[error("{problem}; ignored for Secrets Store CSI rolls (the other values still apply)")]
+    CsiValueIgnored { problem: String },
 }
 
 /// A parsed value with the rules it broke and the mistakes it likely contains.
@@ -400,7 +404,11 @@ pub struct Parsed<T> {
 }
 
 /// A boolean annotation, `None` when absent or bad (bad ones are recorded).
-fn read_bool(violations: &mut Vec<Violation>, key: &str, value: Option<&String>) -> Option<bool> {
+pub(crate) fn read_bool(
+    violations: &mut Vec<Violation>,
+    key: &str,
+    value: Option<&String>,
+) -> Option<bool> {
     let value = value?;
     let parsed = parse_bool(value);
     if parsed.is_none() {
@@ -412,7 +420,11 @@ fn read_bool(violations: &mut Vec<Violation>, key: &str, value: Option<&String>)
     parsed
 }
 
-fn read_matcher(violations: &mut Vec<Violation>, key: &str, value: Option<&String>) -> NameMatcher {
+pub(crate) fn read_matcher(
+    violations: &mut Vec<Violation>,
+    key: &str,
+    value: Option<&String>,
+) -> NameMatcher {
     let Some(value) = value else {
         return NameMatcher::default();
     };
@@ -428,7 +440,7 @@ fn read_matcher(violations: &mut Vec<Violation>, key: &str, value: Option<&Strin
     matcher
 }
 
-fn read_names(value: Option<&String>) -> BTreeSet<String> {
+pub(crate) fn read_names(value: Option<&String>) -> BTreeSet<String> {
     value
         .map(|v| split_list(v).map(String::from).collect())
         .unwrap_or_default()

@@ -91,6 +91,19 @@ pub struct VolumeRefs {
     pub secret: Option<SecretSource>,
     #[serde(deserialize_with = "null_default")]
     pub projected: Option<ProjectedSource>,
+    /// A CSI volume: read only for Secrets Store CSI rolls, never for a trigger set.
+    #[serde(deserialize_with = "null_default")]
+    pub csi: Option<CsiSource>,
+}
+
+/// A CSI volume's driver and attributes (the SecretProviderClass it mounts).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CsiSource {
+    #[serde(deserialize_with = "null_default")]
+    pub driver: String,
+    #[serde(deserialize_with = "null_default")]
+    pub volume_attributes: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -205,6 +218,19 @@ impl VolumeRefs {
 }
 
 impl PodSpecRefs {
+    /// The SecretProviderClasses this spec mounts through the Secrets Store CSI driver. Not
+    /// part of [`Self::references`]: no stamp or trigger set includes them.
+    pub fn csi_classes(&self) -> BTreeSet<String> {
+        self.volumes
+            .iter()
+            .filter_map(|v| v.csi.as_ref())
+            .filter(|c| c.driver == crate::domain::csi::DRIVER)
+            .filter_map(|c| c.volume_attributes.get(crate::domain::csi::CLASS_ATTRIBUTE))
+            .filter(|class| !class.is_empty())
+            .cloned()
+            .collect()
+    }
+
     /// The configs this spec consumes (containers and init containers; volumes, projected
     /// sources, `envFrom`, `valueFrom`).
     pub fn references(&self) -> References {

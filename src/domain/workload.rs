@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::domain::annotations::CONFIG_HASH;
+use crate::domain::annotations::{CONFIG_HASH, CSI_VERSIONS};
 use crate::domain::extra;
 use crate::domain::patch::MetadataShape;
 use crate::domain::policy::{Annotations, PolicySource, RolloutStrategy, WorkloadPolicy};
@@ -262,6 +262,8 @@ pub fn template_changed(
         if let Some(meta) = t.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             if let Some(a) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
                 a.remove(CONFIG_HASH);
+                // kreload's own CSI roll: not a change by someone else.
+                a.remove(CSI_VERSIONS);
                 if a.is_empty() {
                     meta.remove("annotations");
                 }

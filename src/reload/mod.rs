@@ -14,11 +14,15 @@ use tokio::sync::{mpsc, watch};
 
 use crate::domain::alert::{reload_message, upgrade_webhook_payload};
 use crate::domain::annotations::AnnotationNames;
+use crate::domain::csi::{Rotation, versions_annotation};
 use crate::domain::entry::ConfigChange;
-use crate::domain::patch::{Roll, account_patch, fresh_job, resume_patch, roll_patch};
+use crate::domain::patch::{
+    Roll, account_patch, add_csi_roll, fresh_job, resume_patch, roll_patch,
+};
 use crate::domain::stamper::Stamper;
 use crate::domain::workload::{WorkloadId, WorkloadKind, WorkloadNews};
 use crate::metrics::{Metrics, RollResult, SkipReason};
+use crate::state::csi::CsiWorkloads;
 use crate::state::index::{WorkloadIndex, WorkloadInfo};
 use crate::state::namespaces::NamespaceFilter;
 use crate::state::store::DigestStore;
@@ -34,10 +38,11 @@ mod writes;
 pub use affected::{Effect, affected};
 use alerts::Alerts;
 use jobs::JobCreates;
-use queue::{Pace, Pending, Pushed, Reasons, ReloadQueue};
+use k8s_openapi::api::core::v1::ObjectReference;
+use queue::{CsiRoll, Pace, Pending, Pushed, Reasons, ReloadQueue};
 use witness::{Drift, Witness};
 pub use writes::{WRITE_TIMEOUT, api_resource};
-use writes::{Writer, describe, now_rfc3339, object_ref, short_error};
+use writes::{Writer, describe_csi, describe_pending, now_rfc3339, object_ref, short_error};
 
 /// How many rolls are written at once.
 const CONCURRENT_WRITES: usize = 8;
@@ -79,6 +84,8 @@ pub struct Reloader {
     instead_of_rolling: Option<Alerts>,
     /// Where a follower's decisions go: they are not the metrics' (the leader reports its own).
     unreported: Metrics,
+    /// `--enable-csi-integration`: the workloads that mount a SecretProviderClass.
+    csi: Option<Arc<CsiWorkloads>>,
 }
 
 /// The cluster-wide pacing and kreload's rollouts in progress (the stamp each was rolled to).
@@ -130,7 +137,37 @@ impl Reloader {
             alerts: None,
             instead_of_rolling: None,
             unreported: Metrics::default(),
+            csi: None,
         }
+    }
+
+    /// Rolls the workloads opted in for a SecretProviderClass when its versions rotate.
+    pub fn with_csi(mut self, workloads: Arc<CsiWorkloads>) -> Self {
+        self.csi = Some(workloads);
+        self
+    }
+
+    /// The CSI rolls a rotation asks for: the workloads in its namespace that mount the class,
+    /// are opted in for it and pass the global filters, each with the value to write.
+    fn csi_rolls(&self, rotation: &Rotation) -> Vec<(WorkloadId, CsiRoll)> {
+        let Some(csi) = &self.csi else {
+            return Vec::new();
+        };
+        if !self.namespaces.is_watched(&rotation.namespace) {
+            return Vec::new();
+        }
+        let value = versions_annotation(self.stamper.key(), rotation);
+        csi.rolled_by(rotation, self.stamper.filters().auto_reload_all)
+            .into_iter()
+            .filter(|id| !self.settings.ignored_workload_types.contains(&id.kind))
+            .map(|id| {
+                let roll = CsiRoll {
+                    class: rotation.class.clone(),
+                    value: value.clone(),
+                };
+                (id, roll)
+            })
+            .collect()
     }
 
     /// Sends an alert for each roll.
@@ -227,18 +264,47 @@ impl Reloader {
         if !*leader.borrow() {
             return Ok(Done::Nothing);
         }
-        let Some(w) = self.index.get(id) else {
-            return Ok(Done::Nothing);
-        };
-        let Some(stamp) = self.current_stamp(&w) else {
-            return Ok(Done::Nothing);
+        // A CSI roll is owed while the workload does not carry its value yet.
+        let csi = pending.csi.as_ref().and_then(|roll| {
+            let w = self.csi.as_ref()?.get(id)?;
+            (w.current.as_deref() != Some(roll.value.as_str())).then_some((roll, w))
+        });
+        if pending.csi.is_some() && csi.is_none() {
+            self.metrics.skipped(SkipReason::AlreadyCurrent);
+        }
+        let config = self
+            .index
+            .get(id)
+            .and_then(|w| Some((self.current_stamp(&w)?, w)));
+        let Some((stamp, w)) = config else {
+            return match csi {
+                Some((roll, cw)) => self.roll_csi_only(id, roll, &cw).await,
+                None => Ok(Done::Nothing),
+            };
         };
         let baseline = self.baseline(&w);
         if nothing_owed(pending.roll, w.stamp.as_deref(), baseline, &stamp) {
             if pending.roll {
                 self.metrics.skipped(SkipReason::AlreadyCurrent);
             }
-            return Ok(Done::Nothing);
+            return match csi {
+                Some((roll, cw)) => self.roll_csi_only(id, roll, &cw).await,
+                None => Ok(Done::Nothing),
+            };
+        }
+        if !pending.roll
+            && let Some((roll, cw)) = &csi
+        {
+            // Accounting pending beside a CSI roll: one patch does both (the CSI roll does not
+            // move the config stamp, so the skipped change is still accounted, never rolled).
+            if baseline.is_none() {
+                return self.roll_csi_only(id, roll, cw).await;
+            }
+            let done = self
+                .roll_csi_with(id, roll, cw, account_patch(&stamp))
+                .await?;
+            self.index.set_accounted(id, &stamp);
+            return Ok(done);
         }
         if !pending.roll {
             // Unstamped workloads stay unstamped until their first roll: nothing to account.
@@ -260,7 +326,7 @@ impl Reloader {
                 return Ok(Done::Nothing);
             }
         } else {
-            let patch = roll_patch(
+            let mut patch = roll_patch(
                 &self.settings.annotation_names,
                 &Roll {
                     template_path: id.kind.template_path(),
@@ -271,10 +337,27 @@ impl Reloader {
                     now: &now,
                 },
             );
+            if let Some((roll, _)) = &csi {
+                patch = add_csi_roll(
+                    patch,
+                    id.kind.template_path(),
+                    w.stamp_location(),
+                    &roll.value,
+                    &now,
+                );
+            }
             self.writer.merge(id, &patch).await?;
+            if let Some((roll, _)) = &csi
+                && let Some(c) = &self.csi
+            {
+                c.set_current(id, &roll.value);
+            }
         }
         self.index.set_stamp(id, &stamp);
-        let note = describe(&pending.reasons);
+        let note = describe_pending(
+            &pending.reasons,
+            csi.as_ref().map(|(roll, _)| roll.class.as_str()),
+        );
         tracing::info!(workload = %id, changes = %note, paused_for = ?pause_for, "rolled");
         let note = match pause_for {
             Some(p) => format!("Rolling after a pause of {}s: {note}", p.as_secs()),
@@ -284,6 +367,47 @@ impl Reloader {
             .event(object_ref(&w), false, "Reloaded", note)
             .await;
         Ok(Done::Rolled { pause_for })
+    }
+
+    /// A CSI roll alone: the rotation's value where the workload keeps its stamp (no config
+    /// stamp moves), and its Event.
+    async fn roll_csi_only(
+        &self,
+        id: &WorkloadId,
+        roll: &CsiRoll,
+        w: &crate::state::csi::CsiWorkload,
+    ) -> Result<Done, kube::Error> {
+        self.roll_csi_with(id, roll, w, serde_json::json!({})).await
+    }
+
+    /// A CSI roll added to the merge patch `base` (`{}`, or an accounting patch).
+    async fn roll_csi_with(
+        &self,
+        id: &WorkloadId,
+        roll: &CsiRoll,
+        w: &crate::state::csi::CsiWorkload,
+        base: serde_json::Value,
+    ) -> Result<Done, kube::Error> {
+        let now = now_rfc3339();
+        let patch = add_csi_roll(base, id.kind.template_path(), w.location, &roll.value, &now);
+        self.writer.merge(id, &patch).await?;
+        if let Some(c) = &self.csi {
+            c.set_current(id, &roll.value);
+        }
+        let note = describe_csi(&roll.class);
+        tracing::info!(workload = %id, changes = %note, "rolled");
+        let object = ObjectReference {
+            api_version: Some(w.api_version.clone()),
+            kind: Some(id.kind.as_str().to_owned()),
+            name: Some(id.name.clone()),
+            namespace: Some(id.namespace.clone()),
+            uid: Some(w.uid.clone()).filter(|u| !u.is_empty()),
+            ..Default::default()
+        };
+        self.writer
+            .event(object, false, "Reloaded", format!("Rolling: {note}"))
+            .await;
+        Ok(Done::Rolled { pause_for: None })
     }
 
     /// A Job's template is immutable: it is rolled by deleting it (exactly this Job: a uid
@@ -395,7 +519,10 @@ impl Reloader {
                 Ok(Done::Rolled { pause_for }) => {
                     if let Some(alerts) = &self.alerts {
                         alerts.alert(&reload_message(
-                            &describe(&pending.reasons),
+                            &describe_pending(
+                                &pending.reasons,
+                                pending.csi.as_ref().map(|c| c.class.as_str()),
+                            ),
                             &id.namespace,
                             id.kind.as_str(),
                             &id.name,
@@ -495,6 +622,7 @@ impl Reloader {
         self,
         mut changes: mpsc::UnboundedReceiver<ConfigChange>,
         mut news: mpsc::UnboundedReceiver<WorkloadNews>,
+        mut rotations: mpsc::UnboundedReceiver<Rotation>,
         mut leader: watch::Receiver<bool>,
     ) {
         let mut queue = ReloadQueue::new(
@@ -619,6 +747,30 @@ impl Reloader {
                             Effect::Account => {
                                 queue.push_account(id, now);
                             }
+                        }
+                    }
+                }
+                Some(rotation) = rotations.recv() => {
+                    // Only the leader rolls for a rotation, and only for one it sees: a rotation
+                    // while nobody led is not replayed (as Reloader). Followers keep the status
+                    // bookkeeping (in the watch), so a takeover does not take old updates as new.
+                    if !leading {
+                        continue;
+                    }
+                    let rolls = self.csi_rolls(&rotation);
+                    if let Some(webhook) = &self.instead_of_rolling {
+                        if !rolls.is_empty() {
+                            tracing::info!(namespace = %rotation.namespace, class = %rotation.class, "calling --webhook-url instead of rolling");
+                            webhook.send(upgrade_webhook_payload());
+                        }
+                        continue;
+                    }
+                    let now = Instant::now();
+                    for (id, roll) in rolls {
+                        match queue.push_csi(id, roll, now) {
+                            Pushed::Merged => self.metrics.coalesced(),
+                            Pushed::Deferred => self.metrics.deferred(),
+                            _ => {}
                         }
                     }
                 }

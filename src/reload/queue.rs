@@ -26,6 +26,14 @@ pub fn backoff(failures: u32) -> Duration {
     RETRY_FIRST.saturating_mul(factor).min(RETRY_CAP)
 }
 
+/// A Secrets Store CSI roll: the SecretProviderClass that rotated, and the value of
+/// `kreload.dev/csi-versions` to write for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsiRoll {
+    pub class: String,
+    pub value: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Pending {
     pub due: Option<Instant>,
@@ -37,6 +45,16 @@ pub struct Pending {
     pub roll: bool,
     /// Failed attempts so far (for the backoff of the next retry).
     pub failures: u32,
+    /// A Secrets Store CSI rotation to roll for (the latest one pushed).
+    pub csi: Option<CsiRoll>,
+}
+
+impl Pending {
+    /// Whether it may roll the workload (a config roll or a CSI roll), as opposed to accounting
+    /// only.
+    pub fn rolls(&self) -> bool {
+        self.roll || self.csi.is_some()
+    }
 }
 
 /// How a pushed change was taken.
@@ -70,20 +88,42 @@ impl ReloadQueue {
 
     /// Schedules a roll for a change.
     pub fn push(&mut self, id: WorkloadId, reasons: Reasons, now: Instant) -> Pushed {
+        self.push_roll(id, Some(reasons), None, now)
+    }
+
+    /// Schedules a roll for a Secrets Store CSI rotation: coalesced, storm-guarded and paced as
+    /// any roll, merged with a config roll pending for the same workload.
+    pub fn push_csi(&mut self, id: WorkloadId, csi: CsiRoll, now: Instant) -> Pushed {
+        self.push_roll(id, None, Some(csi), now)
+    }
+
+    /// `reasons`: a config roll's; `csi`: a CSI roll's.
+    fn push_roll(
+        &mut self,
+        id: WorkloadId,
+        reasons: Option<Reasons>,
+        csi: Option<CsiRoll>,
+        now: Instant,
+    ) -> Pushed {
         let allowed = self
             .last_roll
             .get(&id)
             .map(|last| *last + self.min_interval);
+        let config_roll = reasons.is_some();
         if let Some(p) = self.pending.get_mut(&id) {
-            for (config, keys) in reasons {
+            for (config, keys) in reasons.unwrap_or_default() {
                 p.reasons.entry(config).or_default().extend(keys);
             }
-            if p.roll {
+            let was_rolling = p.rolls();
+            p.roll |= config_roll;
+            if csi.is_some() {
+                p.csi = csi;
+            }
+            if was_rolling {
                 p.merged += 1;
                 return Pushed::Merged;
             }
             // Only accounting was pending: it becomes a roll, under the storm guard.
-            p.roll = true;
             return match (p.due, allowed) {
                 (Some(due), Some(allowed)) if allowed > due => {
                     p.due = Some(allowed);
@@ -102,8 +142,9 @@ impl ReloadQueue {
             id,
             Pending {
                 due: Some(due),
-                reasons,
-                roll: true,
+                reasons: reasons.unwrap_or_default(),
+                roll: config_roll,
+                csi,
                 ..Default::default()
             },
         );
@@ -143,7 +184,7 @@ impl ReloadQueue {
         let mut due: Vec<(Instant, bool, WorkloadId)> = self
             .pending
             .iter()
-            .filter_map(|(id, p)| Some((p.due.filter(|d| *d <= now)?, p.roll, id.clone())))
+            .filter_map(|(id, p)| Some((p.due.filter(|d| *d <= now)?, p.rolls(), id.clone())))
             .collect();
         due.sort();
         let mut budget = rolls;
@@ -164,7 +205,7 @@ impl ReloadQueue {
     pub fn has_due_roll(&self, now: Instant) -> bool {
         self.pending
             .values()
-            .any(|p| p.roll && p.due.is_some_and(|d| d <= now))
+            .any(|p| p.rolls() && p.due.is_some_and(|d| d <= now))
     }
 
     /// Records that a workload rolled at `now` (starts its storm-guard interval).
@@ -188,6 +229,10 @@ impl ReloadQueue {
                     p.reasons.entry(config).or_default().extend(keys);
                 }
                 p.roll |= pending.roll;
+                // A newer rotation pushed meanwhile wins.
+                if p.csi.is_none() {
+                    p.csi = pending.csi;
+                }
                 p.failures = p.failures.max(failures);
                 p.due = p.due.max(Some(now + wait));
             }

@@ -6,6 +6,7 @@ use crate::domain::trigger::Filters;
 use crate::state::index::WorkloadInfo;
 use crate::state::namespaces::NamespaceFilter;
 use std::collections::BTreeMap;
+use writes::describe;
 
 fn settings() -> ReloadSettings {
     ReloadSettings {

@@ -204,6 +204,20 @@ pub(super) fn object_ref(w: &WorkloadInfo) -> ObjectReference {
     }
 }
 
+/// "SecretProviderClass vault-db rotated": a CSI roll's reason, never a version.
+pub(super) fn describe_csi(class: &str) -> String {
+    format!("SecretProviderClass {class} rotated")
+}
+
+/// What a pending roll is for: its configs and keys, and its SecretProviderClass rotation.
+pub(super) fn describe_pending(reasons: &Reasons, csi: Option<&str>) -> String {
+    match csi {
+        Some(class) if reasons.is_empty() => describe_csi(class),
+        Some(class) => format!("{}; {}", describe(reasons), describe_csi(class)),
+        None => describe(reasons),
+    }
+}
+
 /// "ConfigMap app-config (keys: a, b); Secret db (keys: password)": names and keys, never values.
 pub(super) fn describe(reasons: &Reasons) -> String {
     if reasons.is_empty() {

@@ -2,6 +2,7 @@
 //! the index, Namespace labels into the namespace filter; and knowing when each has listed once.
 
 pub mod config;
+pub mod csi;
 pub mod namespace;
 pub mod sync;
 pub mod workload;

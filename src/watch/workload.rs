@@ -12,13 +12,14 @@ use kube::{Api, Client};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::domain::annotations::{ACCOUNTED_HASH, AnnotationNames, CONFIG_HASH};
-use crate::domain::policy;
+use crate::domain::annotations::{ACCOUNTED_HASH, AnnotationNames, CONFIG_HASH, CSI_VERSIONS};
 use crate::domain::workload::{
     LeanStatus, LeanTemplate, LeanWorkloadSpec, StampLocation, WORKLOAD_GENERATION, WorkloadId,
     WorkloadKind, WorkloadNews, WorkloadRef, rolls,
 };
+use crate::domain::{csi, policy};
 use crate::metrics::Metrics;
+use crate::state::csi::{CsiWorkload, CsiWorkloads};
 use crate::state::index::{WorkloadIndex, WorkloadInfo};
 use crate::watch::sync::{SyncSet, watch_name};
 
@@ -178,6 +179,57 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
     }
 }
 
+impl<K: WorkloadKindMarker> WatchedWorkload<K> {
+    /// What the CSI index keeps (`--enable-csi-integration`), or `None` when its pod template
+    /// mounts no SecretProviderClass or no rotation could roll it. The CSI keys are read from
+    /// where the other keys are (decided by the reload keys alone); a bad value is warned about
+    /// and costs only itself.
+    pub fn csi_info(
+        &self,
+        names: &AnnotationNames,
+        auto_reload_all: bool,
+        referenced: Option<&LeanTemplate>,
+    ) -> Option<CsiWorkload> {
+        let references_template = self.spec.workload_ref(K::KIND).is_some();
+        let unread = LeanTemplate::default();
+        let template = if references_template {
+            referenced.unwrap_or(&unread)
+        } else {
+            self.spec.template(K::KIND)
+        };
+        let classes = template.spec.csi_classes();
+        if classes.is_empty() {
+            return None;
+        }
+        let empty = policy::Annotations::new();
+        let annotations = self.metadata.annotations.as_ref().unwrap_or(&empty);
+        let policy = policy::parse_workload(names, annotations, template.annotations()).value;
+        let (csi_policy, problems) =
+            csi::parse_policy(policy.source, annotations, template.annotations());
+        for problem in problems {
+            tracing::warn!(workload = %self.id(), %problem, "ignored for Secrets Store CSI rolls");
+        }
+        if !csi::may_roll(K::KIND, &policy, &csi_policy, auto_reload_all) {
+            return None;
+        }
+        let location = StampLocation::of(K::KIND, &policy, references_template);
+        let current = match location {
+            StampLocation::Template => template.annotations().and_then(|a| a.get(CSI_VERSIONS)),
+            StampLocation::Object => annotations.get(CSI_VERSIONS),
+        };
+        Some(CsiWorkload {
+            id: self.id(),
+            uid: self.metadata.uid.clone().unwrap_or_default(),
+            api_version: format!("{}/{}", K::KIND.group(), K::KIND.version()),
+            classes,
+            policy: Arc::new(policy),
+            csi: Arc::new(csi_policy),
+            location,
+            current: current.cloned(),
+        })
+    }
+}
+
 /// What a referenced pod template was read for: the reference, the Rollout's generation, and
 /// the referenced workload's generation as Argo Rollouts' controller noted it on the Rollout.
 type ReadFor = (WorkloadRef, Option<i64>, Option<String>);
@@ -254,6 +306,7 @@ pub async fn run<K: WorkloadKindMarker>(
     metrics: Arc<Metrics>,
     sync: SyncSet,
     news: mpsc::UnboundedSender<WorkloadNews>,
+    csi: Option<Arc<CsiWorkloads>>,
 ) {
     let mut referenced = ReferencedTemplates {
         client: client.clone(),
@@ -269,6 +322,7 @@ pub async fn run<K: WorkloadKindMarker>(
     // namespace filter is applied when deciding.
     let gauge = || metrics.set_index_workloads(index.len());
     let mut relist = Vec::new();
+    let mut csi_relist = Vec::new();
     let mut listed_once = false;
     let mut stream = watcher::watcher(api, watcher::Config::default().page_size(200))
         .default_backoff()
@@ -283,13 +337,22 @@ pub async fn run<K: WorkloadKindMarker>(
             }
         };
         match event {
-            watcher::Event::Init => relist.clear(),
+            watcher::Event::Init => {
+                relist.clear();
+                csi_relist.clear();
+            }
             watcher::Event::InitApply(w) => {
                 metrics.watch_event(K::KIND.as_str());
                 let template = referenced.of(&w).await;
+                if csi.is_some() {
+                    csi_relist.extend(w.csi_info(&names, auto_reload_all, template.as_ref()));
+                }
                 relist.extend(w.info(&names, auto_reload_all, template.as_ref()));
             }
             watcher::Event::InitDone => {
+                if let Some(csi) = &csi {
+                    csi.replace_kind(K::KIND, scope.as_deref(), std::mem::take(&mut csi_relist));
+                }
                 let added =
                     index.replace_kind(K::KIND, scope.as_deref(), std::mem::take(&mut relist));
                 if std::mem::replace(&mut listed_once, true) {
@@ -304,6 +367,12 @@ pub async fn run<K: WorkloadKindMarker>(
             watcher::Event::Apply(w) => {
                 metrics.watch_event(K::KIND.as_str());
                 let template = referenced.of(&w).await;
+                if let Some(csi) = &csi {
+                    match w.csi_info(&names, auto_reload_all, template.as_ref()) {
+                        Some(i) => csi.upsert(i),
+                        None => csi.remove(&w.id()),
+                    }
+                }
                 match w.info(&names, auto_reload_all, template.as_ref()) {
                     Some(i) => {
                         let id = i.id.clone();
@@ -325,6 +394,9 @@ pub async fn run<K: WorkloadKindMarker>(
                 metrics.watch_event(K::KIND.as_str());
                 referenced.forget(&w.id());
                 index.remove(&w.id());
+                if let Some(csi) = &csi {
+                    csi.remove(&w.id());
+                }
                 gauge();
             }
         }

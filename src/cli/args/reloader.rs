@@ -320,8 +320,9 @@ pub struct ReloaderArgs {
     #[arg(long)]
     pub pprof_addr: Option<String>,
 
-    /// Reloader: roll on Secrets Store CSI (SecretProviderClassPodStatus) changes. Accepted; not
-    /// yet acting.
+    /// Reloader: roll on Secrets Store CSI rotations (the versions in a
+    /// SecretProviderClassPodStatus), when the cluster serves that API. Off by default, as in
+    /// Reloader.
     #[arg(long, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_csi_integration: Option<bool>,
 
@@ -452,8 +453,8 @@ pub fn notices(args: &RunArgs) -> Vec<Notice> {
     if r.enable_csi_integration == Some(true) {
         say(
             "--enable-csi-integration",
-            Warn,
-            "--enable-csi-integration: accepted, not yet acting: Secrets Store CSI changes (SecretProviderClassPodStatus) roll nothing yet; Kubernetes Secrets synced by the CSI driver do roll their consumers".into(),
+            Info,
+            "--enable-csi-integration: a rotation (a SecretProviderClassPodStatus update whose versions changed) rolls the workloads that mount the class and are opted in for it, as Reloader; unlike Reloader, the roll is one write of kreload.dev/csi-versions (many pods rotating to the same versions roll once), Jobs are not rolled for it, and the rotation's versions are never part of a stamp".into(),
         );
     }
     if let Some(url) = &r.webhook_url {

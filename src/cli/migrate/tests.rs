@@ -98,11 +98,10 @@ fn every_reloader_option_is_carried_or_explained() {
     assert_eq!(get(v, &["replicas"]).and_then(Value::as_u64), Some(3));
     assert_eq!(
         list(&["extraArgs"]),
-        [
-            "--webhook-url=https://hooks.example.com/reloader",
-            "--enable-csi-integration=true",
-        ]
+        ["--webhook-url=https://hooks.example.com/reloader"]
     );
+    // CSI integration is a chart value: it passes the flag and grants the RBAC it needs.
+    assert_eq!(b(&["enableCSIIntegration"]), Some(true));
     // Custom annotation names become the chart's annotationNames (flags and matchConditions).
     for (key, name) in [
         ("auto", "my.company.com/auto"),

@@ -187,3 +187,49 @@ fn pauses_are_noted_and_resumed_under_the_configured_name() {
     let mut d = paused(crate::domain::annotations::PAUSED_AT);
     assert!(json_patch::patch(&mut d, &resume).is_err());
 }
+
+#[test]
+fn a_csi_roll_writes_only_its_annotation_where_the_stamp_lives() {
+    use crate::domain::annotations::CSI_VERSIONS;
+    let p = add_csi_roll(
+        json!({}),
+        &["spec", "template"],
+        StampLocation::Template,
+        "v",
+        "now",
+    );
+    assert_eq!(
+        p,
+        json!({"spec": {"template": {"metadata": {"annotations": {CSI_VERSIONS: "v"}}}}})
+    );
+    let cron = ["spec", "jobTemplate", "spec", "template"];
+    let p = add_csi_roll(json!({}), &cron, StampLocation::Template, "v", "now");
+    assert_eq!(
+        p.pointer("/spec/jobTemplate/spec/template/metadata/annotations"),
+        Some(&json!({CSI_VERSIONS: "v"}))
+    );
+    let p = add_csi_roll(
+        json!({}),
+        &["spec", "template"],
+        StampLocation::Object,
+        "v",
+        "now",
+    );
+    assert_eq!(
+        p,
+        json!({"metadata": {"annotations": {CSI_VERSIONS: "v"}}, "spec": {"restartAt": "now"}})
+    );
+    // Beside a config roll: both land in one patch, the stamp untouched.
+    let roll = template_merge_patch(&["spec", "template"], "stamp");
+    let p = add_csi_roll(
+        roll,
+        &["spec", "template"],
+        StampLocation::Template,
+        "v",
+        "now",
+    );
+    assert_eq!(
+        p.pointer("/spec/template/metadata/annotations"),
+        Some(&json!({CONFIG_HASH: "stamp", CSI_VERSIONS: "v"}))
+    );
+}

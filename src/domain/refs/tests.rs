@@ -128,3 +128,18 @@ proptest! {
         prop_assert_eq!(refs_of(json!({"containers": containers})), refs_of(json!({"containers": reversed})));
     }
 }
+
+#[test]
+fn csi_classes_are_read_but_never_referenced() {
+    let spec: PodSpecRefs = serde_json::from_value(json!({
+        "volumes": [
+            {"name": "a", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "spc"}}},
+            {"name": "b", "csi": {"driver": "other.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "x"}}},
+            {"name": "c", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": null}},
+            {"name": "d", "csi": null}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(spec.csi_classes(), BTreeSet::from(["spc".to_owned()]));
+    assert!(spec.references().is_empty());
+}

@@ -275,3 +275,36 @@ proptest! {
         prop_assert_eq!(pushed, rolled);
     }
 }
+
+#[test]
+fn csi_rolls_coalesce_with_config_rolls_and_the_latest_rotation_wins() {
+    let window = Duration::from_secs(1);
+    let mut q = ReloadQueue::new(window, Duration::from_secs(10));
+    let t0 = Instant::now();
+    let csi = |v: &str| CsiRoll {
+        class: "spc".into(),
+        value: v.into(),
+    };
+    assert_eq!(q.push_csi(w("a"), csi("v1"), t0), Pushed::Scheduled);
+    assert_eq!(q.push_csi(w("a"), csi("v2"), t0), Pushed::Merged);
+    assert_eq!(q.push(w("a"), reason("c", "k"), t0), Pushed::Merged);
+    let due = q.pop_due(t0 + window);
+    assert_eq!(due.len(), 1);
+    let p = &due[0].1;
+    assert!(p.roll && p.rolls());
+    assert_eq!(p.csi, Some(csi("v2")));
+    // A CSI roll alone is a roll (paced, storm-guarded), not accounting.
+    q.rolled(&w("a"), t0 + window);
+    assert_eq!(q.push_csi(w("a"), csi("v3"), t0 + window), Pushed::Deferred);
+    assert!(q.pop_due_paced(t0 + Duration::from_secs(20), 0).is_empty());
+    let due = q.pop_due(t0 + Duration::from_secs(20));
+    assert!(!due[0].1.roll && due[0].1.rolls());
+    // Accounting pending becomes a CSI roll; a failed CSI roll keeps its value on retry.
+    assert!(q.push_account(w("b"), t0));
+    q.push_csi(w("b"), csi("v4"), t0);
+    let (id, p) = q.pop_due(t0 + window).pop().unwrap();
+    assert!(p.rolls());
+    q.retry(id, p, t0 + window);
+    let (_, p) = q.pop_due(t0 + Duration::from_secs(60)).pop().unwrap();
+    assert_eq!(p.csi, Some(csi("v4")));
+}
