@@ -93,12 +93,20 @@ impl Admission {
         // in the Deployment's template, which admission does not read (no API call here).
         let references_template = workload.workload_ref(kind).is_some();
         let location = StampLocation::of(kind, &parsed.value, references_template);
-        // With CSI integration: kreload's `csi-versions` is kept as the old object had it when
-        // someone else's UPDATE (a replace of the manifest, say) drops or changes it, so that it
-        // never rolls the workload by itself and the next rotation stays idempotent.
+        // kreload's `csi-versions` is kept as the old object had it when someone else's UPDATE
+        // (a replace of the manifest, say) drops or changes it, so that it never rolls the
+        // workload by itself and the next rotation stays idempotent. Also without CSI
+        // integration (turned off since, or its API not served at this start): the old value
+        // stays, as a stamp does. Without the integration the old object is read only when its
+        // text names the annotation.
         let mut early_old: Option<Option<LeanWorkload>> = None;
         let mut csi_restore: Option<String> = None;
-        if self.csi && update && !req.is_from(self.own_user.as_deref()) {
+        let old_may_carry = self.csi
+            || req.parsed_old.is_some()
+            || req
+                .old_object
+                .is_some_and(|raw| raw.get().contains(CSI_VERSIONS));
+        if old_may_carry && update && !req.is_from(self.own_user.as_deref()) {
             let old = match req.parsed_old.take() {
                 Some(old) => old.map(|w| *w),
                 None => req

@@ -1188,16 +1188,18 @@ fn csi_versions_dropped_by_a_replace_is_kept() {
             Some(json!("v2.k.old")),
             "{annotations}"
         );
+        // Without the integration too (turned off since a CSI roll): the old value stays.
         let answer = off
             .mutate(&review_update(dropped.clone(), old.clone()))
             .unwrap();
-        assert!(
+        assert_eq!(
             written(
                 &dropped,
                 &answer,
                 "/spec/template/metadata/annotations/kreload.dev~1csi-versions"
-            )
-            .is_none()
+            ),
+            Some(json!("v2.k.old")),
+            "without CSI integration: {annotations}"
         );
         let mut rolled = old.clone();
         rolled["spec"]["template"]["metadata"]["annotations"][CSI_VERSIONS] = json!("v2.k.new");

@@ -253,9 +253,10 @@ const CSI_RETRY_FIRST: Duration = Duration::from_secs(1);
 
 /// Whether to act on Secrets Store CSI rotations: asked for (`--enable-csi-integration`, off by
 /// default as in Reloader) and the driver's SecretProviderClassPodStatus API served (looked for
-/// once, at start, and only when asked). A discovery that keeps failing, and a listing the RBAC
-/// forbids, stop the start with a clear error: the flag was asked for, and a kreload that
-/// silently did nothing for CSI would be worse than one that does not start.
+/// once, at start, and only when asked). A discovery that keeps failing, or a listing the RBAC
+/// forbids, is logged as an error and kreload runs without CSI rolls: a replica that does not
+/// start takes admission and every other roll down with it (a crash loop outlives a passing
+/// API error, and an upgrade that carried the flag without the chart's RBAC would not start).
 async fn csi_integration(
     client: &Client,
     asked: bool,
@@ -275,9 +276,10 @@ async fn csi_integration(
             Err(error) if attempt < CSI_ATTEMPTS => {
                 tracing::warn!(%api, %error, attempt, retry_in = ?wait, "{plural}: discovery failed; retrying");
             }
-            Err(error) => anyhow::bail!(
-                "--enable-csi-integration: discovery of {api} {plural} failed {CSI_ATTEMPTS} times ({error}); not starting without the CSI integration that was asked for"
-            ),
+            Err(error) => {
+                tracing::error!(%api, %error, "--enable-csi-integration: discovery of {plural} failed {CSI_ATTEMPTS} times: running without CSI rolls (kreload looks for the API only at start; restart it to try again)");
+                return Ok(false);
+            }
         }
         tokio::time::sleep(wait).await;
         wait *= 2;
@@ -303,18 +305,16 @@ async fn csi_integration(
             {
                 Ok(_) => break,
                 Err(kube::Error::Api(s)) if s.code == 403 => {
-                    tracing::error!(%api, "--enable-csi-integration: kreload may not list {plural} {where_}: grant get, list and watch on {plural} ({}) to its ServiceAccount (the chart does with enableCSIIntegration: true)", csi::GROUP);
-                    anyhow::bail!(
-                        "--enable-csi-integration: listing {plural} {where_} is forbidden: kreload's RBAC needs get, list and watch on {plural} in API group {}",
-                        csi::GROUP
-                    );
+                    tracing::error!(%api, "--enable-csi-integration: listing {plural} {where_} is forbidden: running without CSI rolls; grant get, list and watch on {plural} (API group {}) to kreload's ServiceAccount (the chart does with enableCSIIntegration: true) and restart it", csi::GROUP);
+                    return Ok(false);
                 }
                 Err(error) if attempt < CSI_ATTEMPTS => {
                     tracing::warn!(%api, %error, attempt, retry_in = ?wait, "{plural}: listing failed; retrying");
                 }
-                Err(error) => anyhow::bail!(
-                    "--enable-csi-integration: listing {plural} {where_} failed {CSI_ATTEMPTS} times ({error})"
-                ),
+                Err(error) => {
+                    tracing::error!(%api, %error, "--enable-csi-integration: listing {plural} {where_} failed {CSI_ATTEMPTS} times: running without CSI rolls (restart kreload to try again)");
+                    return Ok(false);
+                }
             }
             tokio::time::sleep(wait).await;
             wait *= 2;

@@ -39,6 +39,8 @@ pub const CLASS_ATTRIBUTE: &str = "secretProviderClass";
 #[serde(rename_all = "camelCase", default)]
 pub struct PodStatus {
     #[serde(deserialize_with = "null_default")]
+    pub pod_name: String,
+    #[serde(deserialize_with = "null_default")]
     pub secret_provider_class_name: String,
     #[serde(deserialize_with = "null_default")]
     pub objects: Vec<MountedObject>,
@@ -61,6 +63,10 @@ pub type VersionsDigest = [u8; 32];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mounted {
     pub namespace: String,
+    /// The pod whose mount it records (its uid, else its name): the driver reuses a status of
+    /// the same name for a new pod of the same name (a StatefulSet's), and that is a mount,
+    /// not a rotation.
+    pub pod: String,
     pub class: String,
     /// `None` when it lists no objects (nothing mounted yet).
     pub versions: Option<VersionsDigest>,
@@ -99,14 +105,15 @@ pub fn versions_digest(objects: &[MountedObject]) -> Option<VersionsDigest> {
 }
 
 impl PodStatus {
-    /// What kreload keeps of it, or `None` when it names no class (nothing to roll for). The
-    /// version strings are dropped here.
-    pub fn mounted(self, namespace: String) -> Option<Mounted> {
+    /// What kreload keeps of it, or `None` when it names no class (nothing to roll for). `pod`:
+    /// the uid of the pod that owns it, if it names one. The version strings are dropped here.
+    pub fn mounted(self, namespace: String, pod: Option<String>) -> Option<Mounted> {
         if self.secret_provider_class_name.is_empty() {
             return None;
         }
         Some(Mounted {
             namespace,
+            pod: pod.filter(|p| !p.is_empty()).unwrap_or(self.pod_name),
             versions: versions_digest(&self.objects),
             class: self.secret_provider_class_name,
         })
@@ -114,19 +121,21 @@ impl PodStatus {
 }
 
 /// Whether the change of one status object from `before` (what kreload had for the same uid,
-/// if anything) to `after` is a rotation: the same class, and its own non-empty versions
-/// changed to other non-empty ones. An object kreload did not have is only learnt.
+/// if anything) to `after` is a rotation: the same pod and class, and its own non-empty versions
+/// changed to other non-empty ones. An object kreload did not have, or one now recording another
+/// pod's mount, is only learnt.
 pub fn rotation(before: Option<&Mounted>, after: &Mounted) -> Option<Rotation> {
     let before = before?;
     let (Some(old), Some(new)) = (before.versions, after.versions) else {
         return None;
     };
-    (before.namespace == after.namespace && before.class == after.class && old != new).then(|| {
-        Rotation {
-            namespace: after.namespace.clone(),
-            class: after.class.clone(),
-            versions: new,
-        }
+    let same_mount = before.namespace == after.namespace
+        && before.pod == after.pod
+        && before.class == after.class;
+    (same_mount && old != new).then(|| Rotation {
+        namespace: after.namespace.clone(),
+        class: after.class.clone(),
+        versions: new,
     })
 }
 

@@ -92,8 +92,16 @@ pub struct VolumeRefs {
     #[serde(deserialize_with = "null_default")]
     pub projected: Option<ProjectedSource>,
     /// A CSI volume: read only for Secrets Store CSI rolls, never for a trigger set.
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "lenient_csi")]
     pub csi: Option<CsiSource>,
+}
+
+/// A CSI volume of an unexpected shape (a custom resource's template that its API server does
+/// not validate, say) reads as none: it must never make a pod spec unreadable, which would deny
+/// the object or stop a watch.
+fn lenient_csi<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CsiSource>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 /// A CSI volume's driver and attributes (the SecretProviderClass it mounts).

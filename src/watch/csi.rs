@@ -35,8 +35,15 @@ impl WatchedPodStatus {
 
     /// What kreload keeps of it (`None`: it names no SecretProviderClass).
     fn mounted(self) -> Option<Mounted> {
+        let pod = self
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "Pod")
+            .map(|o| o.uid.clone());
         let namespace = self.metadata.namespace.unwrap_or_default();
-        self.status.mounted(namespace)
+        self.status.mounted(namespace, pod)
     }
 }
 

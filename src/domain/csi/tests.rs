@@ -14,6 +14,7 @@ fn objs(v: &[(&str, &str)]) -> Vec<MountedObject> {
 fn mounted(class: &str, v: &[(&str, &str)]) -> Mounted {
     Mounted {
         namespace: "ns".into(),
+        pod: "pod-0".into(),
         class: class.into(),
         versions: versions_digest(&objs(v)),
     }
@@ -175,8 +176,29 @@ fn a_status_keeps_no_version_string() {
         "objects": [{"id": "secret/a", "version": "s3cr3t-version"}]
     }))
     .unwrap();
-    let m = status.mounted("ns".into()).unwrap();
+    let m = status.clone().mounted("ns".into(), None).unwrap();
     assert!(!format!("{m:?}").contains("s3cr3t-version"));
+    // The owning pod's uid when there is one, else the pod's name.
+    assert_eq!(m.pod, "p");
+    assert_eq!(
+        status
+            .mounted("ns".into(), Some("uid-1".into()))
+            .unwrap()
+            .pod,
+        "uid-1"
+    );
     let none: PodStatus = serde_json::from_value(serde_json::json!({"objects": null})).unwrap();
-    assert_eq!(none.mounted("ns".into()), None);
+    assert_eq!(none.mounted("ns".into(), None), None);
+}
+
+#[test]
+fn a_status_reused_for_another_pod_is_a_mount_not_a_rotation() {
+    // The driver names a status after its pod: a StatefulSet pod made again under the same name
+    // (or a node's pods mounting again) gets the old object, updated in place.
+    let before = mounted("spc", &[("a", "v1")]);
+    let mut other_pod = mounted("spc", &[("a", "per-mount-2")]);
+    other_pod.pod = "pod-0-new-uid".into();
+    assert_eq!(rotation(Some(&before), &other_pod), None);
+    let same_pod = mounted("spc", &[("a", "v2")]);
+    assert!(rotation(Some(&before), &same_pod).is_some());
 }

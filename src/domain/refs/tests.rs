@@ -143,3 +143,17 @@ fn csi_classes_are_read_but_never_referenced() {
     assert_eq!(spec.csi_classes(), BTreeSet::from(["spc".to_owned()]));
     assert!(spec.references().is_empty());
 }
+
+#[test]
+fn a_csi_volume_of_an_unexpected_shape_reads_as_none() {
+    // volumeAttributes values must be strings; a custom resource's template may not say so.
+    let spec: PodSpecRefs = serde_json::from_value(json!({
+        "volumes": [
+            {"name": "odd", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": 3}}},
+            {"name": "cfg", "configMap": {"name": "app"}}
+        ],
+        "containers": [{"name": "c", "volumeMounts": [{"name": "cfg", "mountPath": "/c"}]}]
+    }))
+    .expect("a pod spec with an odd CSI volume is still readable");
+    assert!(spec.references().contains_key(&cm("app")));
+}

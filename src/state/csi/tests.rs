@@ -4,6 +4,7 @@ use crate::domain::csi::{MountedObject, versions_digest};
 fn m(ns: &str, class: &str, version: &str) -> Mounted {
     Mounted {
         namespace: ns.into(),
+        pod: "pod-0".into(),
         class: class.into(),
         versions: versions_digest(&[MountedObject {
             id: "a".into(),
