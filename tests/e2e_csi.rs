@@ -22,8 +22,7 @@ use std::time::Duration;
 use common::observe::{events, notes, occurrences, scrape, wait_metric};
 use common::workloads::*;
 use common::*;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{
@@ -63,7 +62,6 @@ fn api(ns: &TestNamespace) -> Api<DynamicObject> {
 /// The driver's CRD for SecretProviderClassPodStatus, as its chart installs it (v1 only here).
 async fn ensure_status_crd(client: &kube::Client) {
     let name = format!("{PLURAL}.{GROUP}");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let object = json!({"type": "object", "properties": {
         "id": {"type": "string"}, "version": {"type": "string"}}});
     let crd = json!({
@@ -86,33 +84,7 @@ async fn ensure_status_crd(client: &kube::Client) {
                         "targetPath": {"type": "string"}}}}}}}]
         }
     });
-    crds.patch(
-        &name,
-        &PatchParams::apply("kreload-e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply the CRD {name}: {e}"));
-    wait_for(
-        &format!("the CRD {name} to be established"),
-        Duration::from_secs(30),
-        || async {
-            let c = crds.get(&name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        },
-    )
-    .await;
-    let served: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &statuses());
-    wait_for(
-        &format!("{PLURAL} to be served"),
-        Duration::from_secs(30),
-        || async { served.list(&ListParams::default()).await.ok().map(|_| ()) },
-    )
-    .await;
+    apply_crd(client, &statuses(), crd).await;
 }
 
 /// A pod spec mounting the SecretProviderClass `spc` through the Secrets Store CSI driver, and
@@ -784,27 +756,6 @@ async fn without_the_flag_the_csi_keys_change_nothing() {
     check(failures, &[&kreload]);
 }
 
-/// A Role in `ns` granting `rules`, bound to ServiceAccount `sa` of namespace `home`.
-async fn grant(client: &kube::Client, ns: &str, home: &str, sa: &str, rules: Value) {
-    let name = format!("{sa}-{home}");
-    let role: Role =
-        serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": home}]
-    }))
-    .unwrap();
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("create Role");
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("create RoleBinding");
-}
-
 /// `--enable-csi-integration` asked for, the API served, but kreload may not list the statuses:
 /// an error says which RBAC is missing, and kreload runs without CSI rolls (a replica that does
 /// not start would take admission and every other roll down with it).
@@ -816,12 +767,7 @@ async fn missing_rbac_is_an_error_and_kreload_runs_without_csi() {
     let home = TestNamespace::new(&client, "e2e-csi-home").await;
     let ns = TestNamespace::new(&client, "e2e-csi-rbac").await;
     let sa = "kreload-nocsi";
-    let sa_object: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap();
-    home.api::<ServiceAccount>()
-        .create(&PostParams::default(), &sa_object)
-        .await
-        .unwrap();
+    let dir = limited_identity(&home, sa).await;
     grant(
         &client,
         &home.name,
@@ -840,22 +786,7 @@ async fn missing_rbac_is_an_error_and_kreload_runs_without_csi() {
         json!([{"apiGroups": ["", "apps", "batch", "argoproj.io", "apps.openshift.io"], "resources": ["*"], "verbs": ["get", "list", "watch", "patch"]}]),
     )
     .await;
-    let (ok, token, err) = kubectl(
-        &["create", "token", sa, "-n", &home.name, "--duration=1h"],
-        None,
-    );
-    assert!(ok, "kubectl create token: {err}");
-    let dir = std::env::temp_dir().join(format!("kreload-e2e-nocsi-{}", ns.name));
-    std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("sa.kubeconfig");
-    token_kubeconfig(token.trim(), &kubeconfig);
-    let certs = kreload::admission::tls::GeneratedCerts::generate(
-        &["127.0.0.1".into()],
-        Duration::from_secs(3600),
-    )
-    .unwrap();
-    std::fs::write(dir.join("tls.crt"), &certs.cert_pem).unwrap();
-    std::fs::write(dir.join("tls.key"), &certs.key_pem).unwrap();
     let log = dir.join("kreload.log");
     let mut child = std::process::Command::new(kreload_bin())
         .arg("run")

@@ -12,8 +12,7 @@ use common::observe::*;
 use common::workloads::*;
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::Pod;
 use kreload::reload::lease::{self, LeaseConfig};
 use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
@@ -234,27 +233,6 @@ impl Drop for Process {
     }
 }
 
-/// A Role in `ns` granting `rules`, bound to ServiceAccount `sa` of namespace `home`.
-async fn grant(client: &Client, ns: &str, home: &str, sa: &str, rules: Value) {
-    let name = format!("{sa}-{home}");
-    let role: Role =
-        serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": home}]
-    }))
-    .unwrap();
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("create Role");
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("create RoleBinding");
-}
-
 async fn lease_holder(api: &Api<Lease>, name: &str) -> Option<String> {
     api.get_opt(name).await.ok()??.spec?.holder_identity
 }
@@ -268,12 +246,7 @@ async fn a_replica_whose_watches_cannot_sync_never_holds_the_lease() {
     let home = TestNamespace::new(&client, "e2e-lease-home").await;
     let ns = TestNamespace::new(&client, "e2e-lease-nosync").await;
     let sa = "kreload-nosync";
-    let sa_object: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap();
-    home.api::<ServiceAccount>()
-        .create(&PostParams::default(), &sa_object)
-        .await
-        .unwrap();
+    let dir = limited_identity(&home, sa).await;
     // At home: its hash key, the Lease, Events. Where it watches: everything but Secrets.
     grant(
         &client,
@@ -301,22 +274,7 @@ async fn a_replica_whose_watches_cannot_sync_never_holds_the_lease() {
         ]),
     )
     .await;
-    let (ok, token, err) = kubectl(
-        &["create", "token", sa, "-n", &home.name, "--duration=1h"],
-        None,
-    );
-    assert!(ok, "kubectl create token: {err}");
-    let dir = std::env::temp_dir().join(format!("kreload-e2e-nosync-{}", ns.name));
-    std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("sa.kubeconfig");
-    token_kubeconfig(token.trim(), &kubeconfig);
-    let certs = kreload::admission::tls::GeneratedCerts::generate(
-        &["127.0.0.1".into()],
-        Duration::from_secs(3600),
-    )
-    .unwrap();
-    std::fs::write(dir.join("tls.crt"), &certs.cert_pem).unwrap();
-    std::fs::write(dir.join("tls.key"), &certs.key_pem).unwrap();
 
     let lease_name = "kreload-nosync";
     let duration = "4s";

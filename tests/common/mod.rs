@@ -263,6 +263,56 @@ pub fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// A ServiceAccount `sa` in `home`, for a kreload run with only the rights a test grants it
+/// ([`grant`]): returns a directory holding its token kubeconfig (`sa.kubeconfig`) and a
+/// serving certificate for 127.0.0.1 (`tls.crt`, `tls.key`).
+pub async fn limited_identity(home: &TestNamespace, sa: &str) -> PathBuf {
+    let sa_object: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap();
+    home.api::<k8s_openapi::api::core::v1::ServiceAccount>()
+        .create(&PostParams::default(), &sa_object)
+        .await
+        .unwrap();
+    let (ok, token, err) = kubectl(
+        &["create", "token", sa, "-n", &home.name, "--duration=1h"],
+        None,
+    );
+    assert!(ok, "kubectl create token: {err}");
+    let dir = std::env::temp_dir().join(format!("kreload-e2e-{sa}-{}", home.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    token_kubeconfig(token.trim(), &dir.join("sa.kubeconfig"));
+    let certs = kreload::admission::tls::GeneratedCerts::generate(
+        &["127.0.0.1".into()],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    std::fs::write(dir.join("tls.crt"), &certs.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &certs.key_pem).unwrap();
+    dir
+}
+
+/// A Role in `ns` granting `rules`, bound to ServiceAccount `sa` of namespace `home`.
+pub async fn grant(client: &Client, ns: &str, home: &str, sa: &str, rules: serde_json::Value) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let name = format!("{sa}-{home}");
+    let role: Role =
+        serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": home}]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create Role");
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create RoleBinding");
+}
+
 /// A kubeconfig for the harness that authenticates with `token` instead of the admin certificate.
 pub fn token_kubeconfig(token: &str, path: &std::path::Path) {
     let admin = kube::config::Kubeconfig::read_from(kubeconfig_path()).expect("admin kubeconfig");

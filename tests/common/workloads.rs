@@ -96,7 +96,6 @@ async fn ensure_crd(client: &kube::Client, kind: Kind) {
 /// As [`ensure_crd`], for any namespaced resource.
 pub async fn ensure_crd_of(client: &kube::Client, resource: ApiResource) {
     let name = format!("{}.{}", resource.plural, resource.group);
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": name},
@@ -109,6 +108,14 @@ pub async fn ensure_crd_of(client: &kube::Client, resource: ApiResource) {
                 "subresources": {"status": {}}}]
         }
     });
+    apply_crd(client, &resource, crd).await;
+}
+
+/// Applies `crd` (a CustomResourceDefinition of `resource`) and waits until it is established and
+/// `resource` is served.
+pub async fn apply_crd(client: &kube::Client, resource: &ApiResource, crd: Value) {
+    let name = format!("{}.{}", resource.plural, resource.group);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.patch(
         &name,
         &PatchParams::apply("kreload-e2e").force(),
@@ -129,7 +136,7 @@ pub async fn ensure_crd_of(client: &kube::Client, resource: ApiResource) {
         },
     )
     .await;
-    let served: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let served: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", resource);
     wait_for(
         &format!("{} to be served", resource.plural),
         Duration::from_secs(30),
