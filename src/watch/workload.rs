@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -128,6 +128,17 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         }
     }
 
+    /// The pod template its pods are made from: its own, or for a Rollout with
+    /// `spec.workloadRef` the referenced one (`referenced`; empty when it could not be read).
+    fn template_in_use<'a>(&'a self, referenced: Option<&'a LeanTemplate>) -> &'a LeanTemplate {
+        static UNREAD: LazyLock<LeanTemplate> = LazyLock::new(LeanTemplate::default);
+        if self.spec.workload_ref(K::KIND).is_some() {
+            referenced.unwrap_or(&UNREAD)
+        } else {
+            self.spec.template(K::KIND)
+        }
+    }
+
     /// What the index keeps (annotations read under `names`), or `None` when the workload is
     /// not opted in. `referenced`: for a Rollout with `spec.workloadRef`, the referenced
     /// Deployment's pod template (the one its pods are made from), when it could be read.
@@ -138,12 +149,7 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         referenced: Option<&LeanTemplate>,
     ) -> Option<WorkloadInfo> {
         let references_template = self.spec.workload_ref(K::KIND).is_some();
-        let unread = LeanTemplate::default();
-        let template = if references_template {
-            referenced.unwrap_or(&unread)
-        } else {
-            self.spec.template(K::KIND)
-        };
+        let template = self.template_in_use(referenced);
         let empty = policy::Annotations::new();
         let annotations = self.metadata.annotations.as_ref().unwrap_or(&empty);
         let policy = policy::parse_workload(names, annotations, template.annotations()).value;
@@ -191,12 +197,7 @@ impl<K: WorkloadKindMarker> WatchedWorkload<K> {
         referenced: Option<&LeanTemplate>,
     ) -> Option<CsiWorkload> {
         let references_template = self.spec.workload_ref(K::KIND).is_some();
-        let unread = LeanTemplate::default();
-        let template = if references_template {
-            referenced.unwrap_or(&unread)
-        } else {
-            self.spec.template(K::KIND)
-        };
+        let template = self.template_in_use(referenced);
         let classes = template.spec.csi_classes();
         if classes.is_empty() {
             return None;
