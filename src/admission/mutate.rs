@@ -11,7 +11,7 @@ use crate::domain::extra;
 use crate::domain::patch::{MetadataShape, annotations_patch, stamp_patch};
 use crate::domain::policy;
 use crate::domain::workload::{
-    LeanPod, LeanWorkload, StampLocation, WorkloadKind, rolls, template_changed,
+    LeanPod, LeanWorkload, StampLocation, WorkloadKind, WorkloadStamps, rolls, template_changed,
 };
 
 use super::Admission;
@@ -99,7 +99,7 @@ impl Admission {
         // integration (turned off since, or its API not served at this start): the old value
         // stays, as a stamp does. Without the integration the old object is read only when its
         // text names the annotation.
-        let mut early_old: Option<Option<LeanWorkload>> = None;
+        let mut early_old: Option<Option<WorkloadStamps>> = None;
         let mut csi_restore: Option<String> = None;
         let old_may_carry = self.csi
             || req.parsed_old.is_some()
@@ -107,26 +107,11 @@ impl Admission {
                 .old_object
                 .is_some_and(|raw| raw.get().contains(CSI_VERSIONS));
         if old_may_carry && update && !req.is_from(self.own_user.as_deref()) {
-            let old = match req.parsed_old.take() {
-                Some(old) => old.map(|w| *w),
-                None => req
-                    .old_object
-                    .and_then(|raw| LeanWorkload::from_json(kind, raw.get()).ok()),
-            };
-            let csi_of = |w: &LeanWorkload| -> Option<String> {
-                match location {
-                    StampLocation::Template => w
-                        .template(kind)
-                        .annotations()
-                        .and_then(|a| a.get(CSI_VERSIONS))
-                        .cloned(),
-                    StampLocation::Object => w.metadata.annotations().get(CSI_VERSIONS).cloned(),
-                }
-            };
-            let new_csi = csi_of(&workload);
+            let old = old_workload(req.parsed_old.take(), req.old_object, kind);
+            let new_csi = annotation_at(&workload, kind, location, CSI_VERSIONS);
             csi_restore = old
                 .as_ref()
-                .and_then(csi_of)
+                .and_then(|old| annotation_at(old, kind, location, CSI_VERSIONS))
                 .filter(|o| Some(o) != new_csi.as_ref());
             early_old = Some(old);
         }
@@ -150,15 +135,8 @@ impl Admission {
             self.workload_stamp(&req.namespace, &parsed.value, &refs)
                 .expect("opted in: checked above")
         };
-        let stamp_of = |w: &LeanWorkload| -> Option<String> {
-            match location {
-                StampLocation::Template => w.template(kind).stamp().map(str::to_owned),
-                StampLocation::Object => w.metadata.stamp().map(str::to_owned),
-            }
-        };
-        let accounted_of = |w: &LeanWorkload| w.metadata.annotations().get(ACCOUNTED_HASH).cloned();
-        let new_stamp = stamp_of(&workload);
-        let new_accounted = accounted_of(&workload);
+        let new_stamp = annotation_at(&workload, kind, location, CONFIG_HASH);
+        let new_accounted = workload.metadata.annotations().get(ACCOUNTED_HASH).cloned();
         // What the stamp and the accounted hash should be after this request.
         let (stamp, accounted) = if !update {
             if references_template {
@@ -170,15 +148,14 @@ impl Admission {
         } else {
             let old = match early_old {
                 Some(old) => old,
-                None => match req.parsed_old.take() {
-                    Some(old) => old.map(|w| *w),
-                    None => req
-                        .old_object
-                        .and_then(|raw| LeanWorkload::from_json(kind, raw.get()).ok()),
-                },
+                None => old_workload(req.parsed_old.take(), req.old_object, kind),
             };
-            let old_stamp = old.as_ref().and_then(stamp_of);
-            let old_accounted = old.as_ref().and_then(accounted_of);
+            let old_stamp = old
+                .as_ref()
+                .and_then(|old| annotation_at(old, kind, location, CONFIG_HASH));
+            let old_accounted = old
+                .as_ref()
+                .and_then(|old| old.metadata.annotations().get(ACCOUNTED_HASH).cloned());
             if new_stamp.is_some()
                 && new_stamp != old_stamp
                 && req.is_from(self.own_user.as_deref())
@@ -282,6 +259,36 @@ impl Admission {
             (Some(old), Some(new)) => template_changed(kind, &old, &new),
             _ => false,
         }
+    }
+}
+
+/// An UPDATE's old object, read only for its annotations and its template's (`None` when it is
+/// null or unreadable).
+fn old_workload(
+    parsed: Option<Option<Box<WorkloadStamps>>>,
+    raw: Option<&serde_json::value::RawValue>,
+    kind: WorkloadKind,
+) -> Option<WorkloadStamps> {
+    match parsed {
+        Some(old) => old.map(|w| *w),
+        None => raw.and_then(|raw| WorkloadStamps::read_json(kind, raw.get()).ok()),
+    }
+}
+
+/// The annotation `name` where a workload of `kind` keeps its stamp (`location`).
+fn annotation_at<S>(
+    w: &LeanWorkload<S>,
+    kind: WorkloadKind,
+    location: StampLocation,
+    name: &str,
+) -> Option<String> {
+    match location {
+        StampLocation::Template => w
+            .template_opt(kind)
+            .and_then(|t| t.annotations())
+            .and_then(|a| a.get(name))
+            .cloned(),
+        StampLocation::Object => w.metadata.annotations().get(name).cloned(),
     }
 }
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::domain::policy::{self, Warning};
-use crate::domain::workload::{LeanPod, LeanWorkload, WorkloadKind, object_or_null};
+use crate::domain::workload::{
+    LeanPod, LeanWorkload, WorkloadKind, WorkloadStamps, object_or_null,
+};
 
 /// Why a body could not be answered with an AdmissionReview.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +75,7 @@ pub(super) struct Request<'a> {
     pub(super) parsed_object: Option<Preparsed>,
     /// The old object, when the one-pass parse already read it (`Some(None)`: it is null).
     #[serde(skip)]
-    pub(super) parsed_old: Option<Option<Box<LeanWorkload>>>,
+    pub(super) parsed_old: Option<Option<Box<WorkloadStamps>>>,
 }
 
 /// The part of a request's options the webhooks read (borrowed from the body: no allocation
@@ -325,7 +327,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                                 && req.operation == "UPDATE"
                                 && req.kind.built_in_workload() =>
                         {
-                            let w: Typed<LeanWorkload> = map.next_value()?;
+                            let w: Typed<WorkloadStamps> = map.next_value()?;
                             req.parsed_old = Some(w.0.map(Box::new));
                         }
                         Field::OldObject => req.old_object = map.next_value()?,

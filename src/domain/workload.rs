@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::domain::annotations::{CONFIG_HASH, CSI_VERSIONS};
 use crate::domain::extra;
@@ -328,17 +329,18 @@ impl LeanMeta {
     }
 }
 
-/// A pod template: its metadata (if any) and the references of its spec.
+/// A pod template: its metadata (if any) and the references of its spec. `S` is what of the
+/// spec is read: its references, or nothing ([`IgnoredAny`], see [`WorkloadStamps`]).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct LeanTemplate {
+#[serde(default, bound(deserialize = "S: Deserialize<'de> + Default"))]
+pub struct LeanTemplate<S = PodSpecRefs> {
     #[serde(deserialize_with = "object_or_null")]
     pub metadata: Option<LeanMeta>,
     #[serde(deserialize_with = "null_default")]
-    pub spec: PodSpecRefs,
+    pub spec: S,
 }
 
-impl LeanTemplate {
+impl<S> LeanTemplate<S> {
     pub fn shape(&self) -> MetadataShape {
         match &self.metadata {
             None => MetadataShape::NoMetadata,
@@ -359,49 +361,63 @@ impl LeanTemplate {
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct LeanJobTemplate {
+#[serde(
+    rename_all = "camelCase",
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default")
+)]
+pub(crate) struct LeanJobTemplate<S = PodSpecRefs> {
     #[serde(deserialize_with = "object_or_null")]
-    spec: Option<LeanJobSpec>,
+    spec: Option<LeanJobSpec<S>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub(crate) struct LeanJobSpec {
+#[serde(default, bound(deserialize = "S: Deserialize<'de> + Default"))]
+pub(crate) struct LeanJobSpec<S = PodSpecRefs> {
     #[serde(deserialize_with = "object_or_null")]
-    template: Option<LeanTemplate>,
+    template: Option<LeanTemplate<S>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct LeanWorkloadSpec {
+#[serde(
+    rename_all = "camelCase",
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default")
+)]
+pub(crate) struct LeanWorkloadSpec<S = PodSpecRefs> {
     #[serde(deserialize_with = "object_or_null")]
-    template: Option<LeanTemplate>,
+    template: Option<LeanTemplate<S>>,
     /// Deployments and Rollouts: whether the rollout is paused.
     #[serde(deserialize_with = "null_default")]
     pub(crate) paused: bool,
     /// Deployments, StatefulSets, Rollouts: the replicas wanted (1 when unset).
     pub(crate) replicas: Option<i64>,
     #[serde(deserialize_with = "object_or_null")]
-    job_template: Option<LeanJobTemplate>,
+    job_template: Option<LeanJobTemplate<S>>,
     /// Argo Rollouts: the object whose pod template the Rollout uses.
     #[serde(deserialize_with = "object_or_null")]
     workload_ref: Option<WorkloadRef>,
     /// Extra kinds: the pod template read at the kind's JSON pointer
     /// ([`LeanWorkloadSpec::read_extra_template`]).
     #[serde(skip)]
-    extra_template: Option<LeanTemplate>,
+    extra_template: Option<LeanTemplate<S>>,
 }
 
-/// Any workload kind, read leanly: the template is found where the kind keeps it.
+/// Any workload kind, read leanly: the template is found where the kind keeps it. `S` is what
+/// of the template's spec is read (see [`LeanTemplate`]).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct LeanWorkload {
+#[serde(default, bound(deserialize = "S: Deserialize<'de> + Default"))]
+pub struct LeanWorkload<S = PodSpecRefs> {
     #[serde(deserialize_with = "object_or_default")]
     pub metadata: LeanMeta,
     #[serde(deserialize_with = "object_or_null")]
-    spec: Option<LeanWorkloadSpec>,
+    spec: Option<LeanWorkloadSpec<S>>,
 }
+
+/// A workload read only for its annotations and its template's (stamp, accounted hash,
+/// `csi-versions`), its pod spec skipped: what the mutating webhook needs of an UPDATE's old
+/// object.
+pub type WorkloadStamps = LeanWorkload<IgnoredAny>;
 
 static NO_TEMPLATE: LeanTemplate = LeanTemplate {
     metadata: None,
@@ -412,28 +428,37 @@ static NO_TEMPLATE: LeanTemplate = LeanTemplate {
     },
 };
 
-impl LeanWorkload {
+impl<S: for<'de> Deserialize<'de> + Default> LeanWorkload<S> {
     /// Reads a workload of `kind` from JSON text. The same as deserializing it, except that an
     /// extra kind's template is found at its JSON pointer.
-    pub fn from_json(kind: WorkloadKind, text: &str) -> serde_json::Result<Self> {
+    pub fn read_json(kind: WorkloadKind, text: &str) -> serde_json::Result<Self> {
         if !kind.is_extra() {
             return serde_json::from_str(text);
         }
         let whole: serde_json::Value = serde_json::from_str(text)?;
-        let mut w = LeanWorkload::deserialize(&whole)?;
+        let mut w = LeanWorkload::<S>::deserialize(&whole)?;
         w.spec
             .get_or_insert_with(LeanWorkloadSpec::default)
             .read_extra_template(kind, &whole);
         Ok(w)
+    }
+}
+
+impl LeanWorkload {
+    /// [`LeanWorkload::read_json`] with the pod spec's references read.
+    pub fn from_json(kind: WorkloadKind, text: &str) -> serde_json::Result<Self> {
+        Self::read_json(kind, text)
     }
 
     /// The pod template (an empty one when the object has none).
     pub fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
         self.template_opt(kind).unwrap_or(&NO_TEMPLATE)
     }
+}
 
+impl<S> LeanWorkload<S> {
     /// The pod template, if the object has one where its kind keeps it.
-    pub fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate> {
+    pub fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate<S>> {
         self.spec.as_ref()?.template_opt(kind)
     }
 
@@ -443,8 +468,8 @@ impl LeanWorkload {
     }
 }
 
-impl LeanWorkloadSpec {
-    pub(crate) fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate> {
+impl<S> LeanWorkloadSpec<S> {
+    pub(crate) fn template_opt(&self, kind: WorkloadKind) -> Option<&LeanTemplate<S>> {
         match kind {
             WorkloadKind::CronJob => self.job_template.as_ref()?.spec.as_ref()?.template.as_ref(),
             WorkloadKind::Extra(_) => self.extra_template.as_ref(),
@@ -455,19 +480,26 @@ impl LeanWorkloadSpec {
     /// For an extra kind, reads the pod template at the kind's JSON pointer in the whole object
     /// `whole` (a template that is not a JSON object counts as none); other kinds read theirs
     /// when deserialized.
-    pub(crate) fn read_extra_template(&mut self, kind: WorkloadKind, whole: &serde_json::Value) {
+    pub(crate) fn read_extra_template(&mut self, kind: WorkloadKind, whole: &serde_json::Value)
+    where
+        S: for<'de> Deserialize<'de> + Default,
+    {
         if kind.is_extra() {
             self.extra_template = whole
                 .pointer(kind.template_pointer())
                 .filter(|t| t.is_object())
-                .and_then(|t| LeanTemplate::deserialize(t).ok());
+                .and_then(|t| LeanTemplate::<S>::deserialize(t).ok());
         }
     }
+}
 
+impl LeanWorkloadSpec {
     pub(crate) fn template(&self, kind: WorkloadKind) -> &LeanTemplate {
         self.template_opt(kind).unwrap_or(&NO_TEMPLATE)
     }
+}
 
+impl<S> LeanWorkloadSpec<S> {
     /// For a Rollout, the object whose pod template it uses (`spec.workloadRef`), if any.
     pub(crate) fn workload_ref(&self, kind: WorkloadKind) -> Option<&WorkloadRef> {
         (kind == WorkloadKind::Rollout)
