@@ -756,17 +756,29 @@ impl Kreload {
 
     /// (VmRSS, VmHWM) in MiB.
     fn memory_mb(&self) -> (f64, f64) {
+        (self.status_mb("VmRSS:"), self.status_mb("VmHWM:"))
+    }
+
+    /// What the RSS is made of: "anon X MiB, file Y MiB" (heap and stacks; the binary's and
+    /// libraries' pages).
+    fn rss_split(&self) -> String {
+        format!(
+            "anon {:.1} MiB, file {:.1} MiB",
+            self.status_mb("RssAnon:"),
+            self.status_mb("RssFile:")
+        )
+    }
+
+    /// A field of `/proc/<pid>/status` in MiB.
+    fn status_mb(&self, name: &str) -> f64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .map_or(f64::NAN, |kb| kb / 1024.0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
     }
 
     /// Graceful stop: closing stdin makes kreload delete its webhook configurations and exit.
@@ -1457,10 +1469,11 @@ async fn body(s: &Settings, kubeconfig: &Path) -> anyhow::Result<Summary> {
             let (ready, _) = k.wait_ready(Duration::from_secs(600)).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             let (rss, hwm) = k.memory_mb();
+            let split = k.rss_split();
             tokio::time::sleep(Duration::from_secs(8)).await;
             let (rss_10, _) = k.memory_mb();
             println!(
-                "scale: compare: {binary}: ready after {ready:.2}s; RSS {rss:.1} MiB 2 s after (peak {hwm:.1} MiB), {rss_10:.1} MiB 10 s after"
+                "scale: compare: {binary}: ready after {ready:.2}s; RSS {rss:.1} MiB 2 s after ({split}; peak {hwm:.1} MiB), {rss_10:.1} MiB 10 s after"
             );
             k.stop();
         }
@@ -1477,7 +1490,8 @@ async fn body(s: &Settings, kubeconfig: &Path) -> anyhow::Result<Summary> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rss_mb, hwm_mb) = kreload.memory_mb();
     println!(
-        "scale: phase A: ready (/readyz 200) after {ready_s:.2}s, webhooks registered after {webhooks_s:.2}s; RSS {rss_mb:.1} MiB (peak {hwm_mb:.1} MiB) after sync"
+        "scale: phase A: ready (/readyz 200) after {ready_s:.2}s, webhooks registered after {webhooks_s:.2}s; RSS {rss_mb:.1} MiB ({}; peak {hwm_mb:.1} MiB) after sync",
+        kreload.rss_split()
     );
     // Nothing changed while kreload was down: starting must roll nothing.
     tokio::time::sleep(Duration::from_secs(1)).await;

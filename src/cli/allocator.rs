@@ -15,6 +15,11 @@ pub type Allocator = std::alloc::System;
 #[cfg(feature = "system-allocator")]
 pub const ALLOCATOR: Allocator = std::alloc::System;
 
+/// jemalloc's arena count, set when jemalloc is built (`.cargo/config.toml`): two, whatever the
+/// number of CPUs (jemalloc's default is four per CPU). Measured: about 1 MiB less resident after
+/// the initial sync at the scale benchmark, the same admission throughput (BENCHMARKS.md).
+pub const ARENAS: u32 = 2;
+
 /// How long freed memory stays resident before it is returned: long enough that a burst of
 /// admission requests reuses it, short enough that what the initial sync freed is gone within
 /// seconds. (jemalloc's default is 10 s, and purges only when the arena is used again.)
@@ -51,3 +56,6 @@ fn configure_jemalloc() {
     }
     let _ = tikv_jemalloc_ctl::background_thread::write(true);
 }
+
+#[cfg(all(test, not(feature = "system-allocator")))]
+mod tests;
