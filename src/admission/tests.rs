@@ -1045,6 +1045,38 @@ fn extra_kinds_are_stamped_at_their_pointer_and_kept_at_update() {
         .unwrap();
     assert_eq!(written(&forged, &answer, stamp_at), Some(stamp));
 
+    // Its API's own fields named like a built-in workload's (`spec.template` that is no pod
+    // template, `replicas` as a string, a status of its own) are not read: the object is
+    // stamped at CREATE and a finalizer's removal at UPDATE is allowed, never refused.
+    let mut odd = obj.clone();
+    odd["spec"]["template"] = json!("a template of its own API");
+    odd["spec"]["jobTemplate"] = json!(3);
+    odd["spec"]["replicas"] = json!("many");
+    odd["spec"]["paused"] = json!("no");
+    odd["status"] = json!({"replicas": "all", "observedGeneration": "one"});
+    let created = a
+        .mutate(&review(app.group(), app.as_str(), "CREATE", odd.clone()))
+        .unwrap();
+    assert!(
+        written(&odd, &created, stamp_at).is_some(),
+        "stamped at CREATE"
+    );
+    let mut finalizing = apply_patch(&odd, &response(&created));
+    finalizing["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+    finalizing["metadata"]["deletionTimestamp"] = json!("2026-12-02T08:00:00Z");
+    let mut released = finalizing.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    let answer = a
+        .mutate(&review_update_of(
+            app.group(),
+            app.as_str(),
+            released,
+            finalizing.clone(),
+        ))
+        .unwrap();
+    assert_ne!(answer.outcome, Outcome::Unsupported);
+    assert!(response(&answer)["allowed"].as_bool().unwrap());
+
     // A kind of an extra group not served at start: allowed by both webhooks, unchanged.
     let other = json!({"metadata": {"name": "t"}, "spec": {}});
     for answer in [

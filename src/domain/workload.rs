@@ -436,11 +436,17 @@ impl<S: for<'de> Deserialize<'de> + Default> LeanWorkload<S> {
             return serde_json::from_str(text);
         }
         let whole: serde_json::Value = serde_json::from_str(text)?;
-        let mut w = LeanWorkload::<S>::deserialize(&whole)?;
-        w.spec
-            .get_or_insert_with(LeanWorkloadSpec::default)
-            .read_extra_template(kind, &whole);
-        Ok(w)
+        /// An extra kind's metadata; its `spec` is its own, not a built-in workload's.
+        #[derive(Deserialize)]
+        struct Metadata {
+            #[serde(default, deserialize_with = "object_or_default")]
+            metadata: LeanMeta,
+        }
+        let Metadata { metadata } = Metadata::deserialize(&whole)?;
+        Ok(LeanWorkload {
+            metadata,
+            spec: Some(LeanWorkloadSpec::of_extra(kind, &whole)),
+        })
     }
 }
 
@@ -477,18 +483,26 @@ impl<S> LeanWorkloadSpec<S> {
         }
     }
 
-    /// For an extra kind, reads the pod template at the kind's JSON pointer in the whole object
-    /// `whole` (a template that is not a JSON object counts as none); other kinds read theirs
-    /// when deserialized.
-    pub(crate) fn read_extra_template(&mut self, kind: WorkloadKind, whole: &serde_json::Value)
+    /// An extra kind's spec, read from the whole object `whole`: only the pod template at the
+    /// kind's JSON pointer (a template that is not a JSON object, or unreadable, counts as none).
+    /// The built-in kinds' fields (`template`, `jobTemplate`, `replicas`, `paused`, ...) mean
+    /// something else in another API, or nothing, and an API server that does not validate them
+    /// must not make the object unreadable: that would deny its every write (a finalizer's
+    /// removal too) or stop the watch.
+    pub(crate) fn of_extra(kind: WorkloadKind, whole: &serde_json::Value) -> Self
     where
         S: for<'de> Deserialize<'de> + Default,
     {
-        if kind.is_extra() {
-            self.extra_template = whole
+        LeanWorkloadSpec {
+            template: None,
+            paused: false,
+            replicas: None,
+            job_template: None,
+            workload_ref: None,
+            extra_template: whole
                 .pointer(kind.template_pointer())
                 .filter(|t| t.is_object())
-                .and_then(|t| LeanTemplate::<S>::deserialize(t).ok());
+                .and_then(|t| LeanTemplate::<S>::deserialize(t).ok()),
         }
     }
 }

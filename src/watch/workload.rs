@@ -74,22 +74,37 @@ struct Watched {
 
 impl<'de, K: WorkloadKindMarker> Deserialize<'de> for WatchedWorkload<K> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (w, whole) = if K::KIND.is_extra() {
-            // An extra kind's template is wherever its pointer says: read the whole object.
-            let whole = serde_json::Value::deserialize(d)?;
-            let w = Watched::deserialize(&whole).map_err(serde::de::Error::custom)?;
-            (w, Some(whole))
-        } else {
-            (Watched::deserialize(d)?, None)
-        };
-        let mut spec = w.spec;
-        if let Some(whole) = &whole {
-            spec.read_extra_template(K::KIND, whole);
+        if !K::KIND.is_extra() {
+            let w = Watched::deserialize(d)?;
+            return Ok(WatchedWorkload {
+                metadata: w.metadata,
+                spec: w.spec,
+                status: w.status,
+                kind: PhantomData,
+            });
         }
+        // An extra kind's template is wherever its pointer says: read the whole object. Its
+        // spec and status are its API's own: only the template at the pointer and the status's
+        // `observedGeneration` are read, leniently (see `LeanWorkloadSpec::of_extra`).
+        #[derive(Deserialize)]
+        struct Metadata {
+            #[serde(default)]
+            metadata: ObjectMeta,
+        }
+        let whole = serde_json::Value::deserialize(d)?;
+        let metadata = Metadata::deserialize(&whole)
+            .map_err(serde::de::Error::custom)?
+            .metadata;
+        let status = LeanStatus {
+            observed_generation: whole
+                .pointer("/status/observedGeneration")
+                .and_then(serde_json::Value::as_i64),
+            ..LeanStatus::default()
+        };
         Ok(WatchedWorkload {
-            metadata: w.metadata,
-            spec,
-            status: w.status,
+            metadata,
+            spec: LeanWorkloadSpec::of_extra(K::KIND, &whole),
+            status,
             kind: PhantomData,
         })
     }
@@ -408,6 +423,27 @@ pub async fn run<K: WorkloadKindMarker>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// An extra kind's own fields named like a built-in workload's are not read: a watch that
+    /// failed on them would never sync.
+    #[test]
+    fn an_extra_kind_is_read_at_its_pointer_only() {
+        let (_, app) = crate::domain::extra::test_kinds();
+        assert_eq!(app, WorkloadKind::Extra(1));
+        let w: WatchedWorkload<ExtraKind<1>> = serde_json::from_value(json!({
+            "metadata": {"name": "w", "namespace": "a", "uid": "u", "generation": 4,
+                         "annotations": {"reloader.stakater.com/auto": "true"}},
+            "spec": {"template": "its own", "replicas": "many", "paused": "no", "jobTemplate": 3,
+                     "workload": {"podTemplate": {"metadata": {"annotations": {CONFIG_HASH: "v1.k.x"}},
+                                                  "spec": {"containers": [{"envFrom": [{"configMapRef": {"name": "c"}}]}]}}}},
+            "status": {"replicas": "all", "observedGeneration": 3}
+        }))
+        .unwrap();
+        let info = w.info(&AnnotationNames::default(), false, None).unwrap();
+        assert_eq!(info.stamp.as_deref(), Some("v1.k.x"));
+        assert_eq!(info.refs.len(), 1);
+        assert_eq!(w.status.observed_generation, Some(3));
+    }
 
     #[test]
     fn only_opted_in_workloads_are_kept_with_their_stamp() {

@@ -124,6 +124,11 @@ fn registered_kinds_are_named_read_and_rolled_at_their_pointer() {
             .template_opt(app)
             .is_none()
     );
+    // The kind's own fields named like a built-in workload's are not read.
+    let own = json!({"spec": {"template": "x", "replicas": "many", "jobTemplate": [],
+                              "workload": {"podTemplate": {"metadata": {"annotations": {CONFIG_HASH: "v1.k.x"}}}}}});
+    let w = LeanWorkload::from_json(app, &own.to_string()).unwrap();
+    assert_eq!(w.template(app).stamp(), Some("v1.k.x"));
     let none = json!({"metadata": {"name": "a"}});
     assert!(
         LeanWorkload::from_json(app, &none.to_string())
