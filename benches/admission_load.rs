@@ -21,6 +21,8 @@
 mod fixtures;
 #[path = "admission_load/generator.rs"]
 mod generator;
+#[path = "fixtures/proc_status.rs"]
+mod proc_status;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -43,16 +45,10 @@ const ROLE: &str = "KRELOAD_BENCH_ROLE";
 
 /// Resident and peak memory of this process (the server and its store), in MiB.
 fn memory_mb() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (
+        proc_status::status_mb("self", "VmRSS:"),
+        proc_status::status_mb("self", "VmHWM:"),
+    )
 }
 
 /// Context switches (voluntary and not) of the server's threads so far.

@@ -27,6 +27,8 @@
 mod fixtures;
 #[path = "scale/noop_webhook.rs"]
 mod noop_webhook;
+#[path = "fixtures/proc_status.rs"]
+mod proc_status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
@@ -771,14 +773,7 @@ impl Kreload {
 
     /// A field of `/proc/<pid>/status` in MiB.
     fn status_mb(&self, name: &str) -> f64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
+        proc_status::status_mb(&self.pid.to_string(), name)
     }
 
     /// Graceful stop: closing stdin makes kreload delete its webhook configurations and exit.
