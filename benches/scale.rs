@@ -15,7 +15,9 @@
 //! - the latency the mutating webhook adds to pod creation (server-side dry-run creates), against
 //!   the latency a no-op webhook on the same TLS stack adds (`scale/noop_webhook.rs`, a process of
 //!   its own), with kreload's, the no-op's and no webhook registered in interleaved rounds; for a
-//!   pod without a stamp (patched) and for one made from a stamped template (not patched).
+//!   pod without a stamp (patched) and for one made from a stamped template (not patched). A
+//!   fourth condition, the same no-op answering with a one-annotation patch, shows what any patch
+//!   costs the API server (a diagnostic: the reported ratio is against the no-op without one).
 //!
 //! Environment (all optional): KRELOAD_SCALE_CONFIGS (10000), KRELOAD_SCALE_WORKLOADS (1000),
 //! KRELOAD_SCALE_NAMESPACES (10), KRELOAD_SCALE_MB (200), KRELOAD_SCALE_UPDATES (200),
@@ -888,8 +890,8 @@ fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
 /// (sum in seconds, count) pairs: [0] kreload's mutating webhook as the API server times it
 /// (call, TLS and network included), [1] kreload's handler as it times itself, [2] the no-op
 /// webhook as the API server times it, [3] and [4] kreload's mutating answers with a patch and
-/// without one.
-async fn webhook_timings(client: &Client, kreload_health: &str) -> anyhow::Result<[(f64, f64); 5]> {
+/// without one, [5] the patching no-op as the API server times it.
+async fn webhook_timings(client: &Client, kreload_health: &str) -> anyhow::Result<[(f64, f64); 6]> {
     let text = client
         .request_text(axum::http::Request::get("/metrics").body(Vec::new())?)
         .await?;
@@ -908,7 +910,11 @@ async fn webhook_timings(client: &Client, kreload_health: &str) -> anyhow::Resul
             ),
         )
     };
-    let (kreload_api, noop_api) = (api("mutate.kreload.dev"), api("noop.kreload.dev"));
+    let (kreload_api, noop_api, noop_patch_api) = (
+        api("mutate.kreload.dev"),
+        api(NOOP_WEBHOOK),
+        api(NOOP_PATCH_WEBHOOK),
+    );
     let own = reqwest::Client::builder()
         .no_proxy()
         .build()?
@@ -929,6 +935,7 @@ async fn webhook_timings(client: &Client, kreload_health: &str) -> anyhow::Resul
         noop_api,
         handler(&["webhook=\"mutate\"", "result=\"patched\""]),
         handler(&["webhook=\"mutate\"", "result=\"allowed\""]),
+        noop_patch_api,
     ])
 }
 
@@ -1021,7 +1028,9 @@ fn bench_pod(plan: &Plan, w: &WorkloadPlan, stamp: Option<&str>) -> Pod {
 }
 
 /// One dry-run pod creation: milliseconds, and the stamp the created pod carries.
-async fn create_pod(api: &Api<Pod>, pod: &Pod) -> anyhow::Result<(f64, Option<String>)> {
+/// Creates `pod` (server-side dry run): how long it took (ms), the stamp it got, and whether the
+/// patching no-op marked it.
+async fn create_pod(api: &Api<Pod>, pod: &Pod) -> anyhow::Result<(f64, Option<String>, bool)> {
     let pp = PostParams {
         dry_run: true,
         ..Default::default()
@@ -1029,11 +1038,9 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod) -> anyhow::Result<(f64, Option<St
     let t = Instant::now();
     let created = api.create(&pp, pod).await?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
-    let stamp = created
-        .metadata
-        .annotations
-        .and_then(|mut a| a.remove(CONFIG_HASH));
-    Ok((ms, stamp))
+    let mut annotations = created.metadata.annotations.unwrap_or_default();
+    let marked = annotations.contains_key(noop_webhook::NOOP_PATCH_ANNOTATION);
+    Ok((ms, annotations.remove(CONFIG_HASH), marked))
 }
 
 /// Which mutating webhook the API server calls on pod creation.
@@ -1041,11 +1048,14 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod) -> anyhow::Result<(f64, Option<St
 enum Hook {
     Kreload,
     Noop,
+    /// The no-op process answering with a one-annotation patch: a diagnostic of what any patch
+    /// costs the API server, not part of the reported ratio.
+    PatchingNoop,
     Neither,
 }
 
 impl Hook {
-    const ALL: [Hook; 3] = [Hook::Kreload, Hook::Noop, Hook::Neither];
+    const ALL: [Hook; 4] = [Hook::Kreload, Hook::Noop, Hook::PatchingNoop, Hook::Neither];
 }
 
 /// The no-op webhook's process (see `scale/noop_webhook.rs`); stops when dropped.
@@ -1101,22 +1111,28 @@ impl NoopWebhook {
         Ok(text.trim().parse()?)
     }
 
-    /// kreload's mutating webhook configuration, renamed and pointed at the no-op: the same
-    /// rules, selectors, failure policy and timeout.
+    /// kreload's mutating webhook configuration, renamed and pointed at the no-op (`patching`:
+    /// at its patching route): the same rules, selectors, failure policy and timeout.
     fn configuration(
         &self,
         kreload: &MutatingWebhookConfiguration,
+        patching: bool,
     ) -> MutatingWebhookConfiguration {
         use k8s_openapi::api::admissionregistration::v1::WebhookClientConfig;
         let mut c = kreload.clone();
+        let (config, webhook, path) = if patching {
+            (NOOP_PATCH_WEBHOOK_CONFIG, NOOP_PATCH_WEBHOOK, "admit-patch")
+        } else {
+            (NOOP_WEBHOOK_CONFIG, NOOP_WEBHOOK, "admit")
+        };
         c.metadata = ObjectMeta {
-            name: Some(NOOP_WEBHOOK_CONFIG.into()),
+            name: Some(config.into()),
             ..Default::default()
         };
         for w in c.webhooks.iter_mut().flatten() {
-            w.name = "noop.kreload.dev".into();
+            w.name = webhook.into();
             w.client_config = WebhookClientConfig {
-                url: Some(format!("{}/admit", self.url)),
+                url: Some(format!("{}/{path}", self.url)),
                 ca_bundle: Some(ByteString(self.ca_pem.clone().into_bytes())),
                 service: None,
             };
@@ -1141,6 +1157,9 @@ impl Drop for NoopWebhook {
 }
 
 const NOOP_WEBHOOK_CONFIG: &str = "kreload-bench-noop";
+const NOOP_WEBHOOK: &str = "noop.kreload.dev";
+const NOOP_PATCH_WEBHOOK_CONFIG: &str = "kreload-bench-noop-patch";
+const NOOP_PATCH_WEBHOOK: &str = "noop-patch.kreload.dev";
 
 /// Registers exactly the webhook `hook` names (kreload's, the no-op's or neither) and waits until
 /// the API server calls exactly that one: kreload's stamps the probe pod, the no-op's counts it.
@@ -1165,7 +1184,12 @@ async fn use_hook(
         (
             NOOP_WEBHOOK_CONFIG,
             hook == Hook::Noop,
-            noop.configuration(kreload_config),
+            noop.configuration(kreload_config, false),
+        ),
+        (
+            NOOP_PATCH_WEBHOOK_CONFIG,
+            hook == Hook::PatchingNoop,
+            noop.configuration(kreload_config, true),
         ),
     ] {
         if wanted && !has(name) {
@@ -1177,9 +1201,12 @@ async fn use_hook(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let before = noop.served().await?;
-        let (_, stamp) = create_pod(pods, probe).await?;
+        let (_, stamp, marked) = create_pod(pods, probe).await?;
         let noop_called = noop.served().await? > before;
-        if stamp.is_some() == (hook == Hook::Kreload) && noop_called == (hook == Hook::Noop) {
+        if stamp.is_some() == (hook == Hook::Kreload)
+            && noop_called == matches!(hook, Hook::Noop | Hook::PatchingNoop)
+            && marked == (hook == Hook::PatchingNoop)
+        {
             return Ok(());
         }
         ensure!(
@@ -1203,6 +1230,7 @@ struct PodTimes {
     /// and kreload's handler as it times itself.
     api_kreload: (f64, f64),
     api_noop: (f64, f64),
+    api_noop_patch: (f64, f64),
     handler: (f64, f64),
 }
 
@@ -1259,6 +1287,7 @@ async fn pod_overhead(
         kreload_allowed: 0.0,
         api_kreload: (0.0, 0.0),
         api_noop: (0.0, 0.0),
+        api_noop_patch: (0.0, 0.0),
         handler: (0.0, 0.0),
     };
     for round in 0..=rounds {
@@ -1269,7 +1298,7 @@ async fn pod_overhead(
             let count = if round == 0 { 10 } else { per_round };
             let before = webhook_timings(client, kreload_health).await?;
             for _ in 0..count {
-                let (ms, stamp) = create_pod(&pods, &plain).await?;
+                let (ms, stamp, _) = create_pod(&pods, &plain).await?;
                 ensure!(
                     stamp.is_some() == (hook == Hook::Kreload),
                     "a pod created with {hook:?} is stamped: {}",
@@ -1278,7 +1307,7 @@ async fn pod_overhead(
                 if round > 0 {
                     times.plain.get_mut(&hook).unwrap().push(ms);
                 }
-                let (ms, stamp) = create_pod(&pods, &stamped).await?;
+                let (ms, stamp, _) = create_pod(&pods, &stamped).await?;
                 ensure!(
                     stamp.as_deref() == Some(stamped_from.1.as_str()),
                     "kreload changed the stamp of a pod made from a stamped template"
@@ -1302,6 +1331,7 @@ async fn pod_overhead(
                         times.kreload_allowed += after[4].1 - before[4].1;
                     }
                     Hook::Noop => add(&mut times.api_noop, d(2)),
+                    Hook::PatchingNoop => add(&mut times.api_noop_patch, d(5)),
                     Hook::Neither => {}
                 }
             }
@@ -1570,7 +1600,7 @@ async fn body(s: &Settings, kubeconfig: &Path) -> anyhow::Result<Summary> {
     let t = pod_overhead(&client, &plan, &stamps, &kreload.health, s.pods).await?;
     let mean_ms = |(sum, count): (f64, f64)| sum / count.max(1.0) * 1e3;
     println!(
-        "scale: pod creation (server-side dry-run, {} of each pod per webhook, 4 interleaved rounds of kreload / a no-op webhook / no webhook):",
+        "scale: pod creation (server-side dry-run, {} of each pod per webhook, 4 interleaved rounds of kreload / a no-op webhook / a no-op that patches / no webhook):",
         t.plain[&Hook::Neither].len()
     );
     for (stamped, what) in [
@@ -1598,9 +1628,18 @@ async fn body(s: &Settings, kubeconfig: &Path) -> anyhow::Result<Summary> {
         );
     }
     println!(
-        "scale: the webhook call as the API server times it: kreload mean {:.2} ms, no-op mean {:.2} ms; kreload's handler: mean {:.3} ms; kreload answered {:.0} reviews with a patch and {:.0} without",
+        "  the same pods with a no-op that answers with a one-annotation patch (what any patch costs the API server): p50 {:.2} / {:.2} ms, added {:.2} / {:.2} ms (without a stamp / stamped template); kreload's added latency for the pod without a stamp against it: ratio {:.2}",
+        t.p50(false, Hook::PatchingNoop),
+        t.p50(true, Hook::PatchingNoop),
+        t.added(false, Hook::PatchingNoop),
+        t.added(true, Hook::PatchingNoop),
+        t.added(false, Hook::Kreload) / t.added(false, Hook::PatchingNoop),
+    );
+    println!(
+        "scale: the webhook call as the API server times it (the patch applied included): kreload mean {:.2} ms, no-op mean {:.2} ms, patching no-op mean {:.2} ms; kreload's handler: mean {:.3} ms; kreload answered {:.0} reviews with a patch and {:.0} without",
         mean_ms(t.api_kreload),
         mean_ms(t.api_noop),
+        mean_ms(t.api_noop_patch),
         mean_ms(t.handler),
         t.kreload_patched,
         t.kreload_allowed,

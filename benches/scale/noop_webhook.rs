@@ -4,6 +4,11 @@
 //! answer that allows every review without a patch. It reads only `request.uid`, the least a
 //! webhook must read to answer, so kreload is compared with the cheapest webhook there can be.
 //!
+//! At `/admit-patch` it answers as a webhook that mutates does at the least: one annotation
+//! added ([`NOOP_PATCH_ANNOTATION`], a value as long as kreload's stamp), nothing else read but
+//! whether the object has annotations. Not part of the ratio the benchmark reports: it shows what
+//! the API server spends on any patch (applying it, re-running the in-tree admission plugins).
+//!
 //! It prints `port <n>` and `ca <base64 of the CA's PEM>` on stdout, answers `GET /count` with
 //! the number of reviews answered, and exits when its stdin closes.
 
@@ -34,6 +39,62 @@ struct Review<'a> {
 struct Request<'a> {
     #[serde(borrow)]
     uid: Cow<'a, str>,
+}
+
+/// The annotation the patching no-op adds.
+pub const NOOP_PATCH_ANNOTATION: &str = "bench.kreload.dev/noop-patch";
+
+#[derive(Deserialize)]
+struct PatchReview<'a> {
+    #[serde(borrow)]
+    request: PatchRequest<'a>,
+}
+
+#[derive(Deserialize)]
+struct PatchRequest<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    object: PatchObject,
+}
+
+#[derive(Deserialize)]
+struct PatchObject {
+    metadata: PatchMeta,
+}
+
+#[derive(Deserialize)]
+struct PatchMeta {
+    annotations: Option<serde::de::IgnoredAny>,
+}
+
+async fn admit_patch(State(served): State<Arc<AtomicU64>>, body: Bytes) -> impl IntoResponse {
+    let Ok(review) = serde_json::from_slice::<PatchReview>(&body) else {
+        return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
+    };
+    served.fetch_add(1, Ordering::Relaxed);
+    // As long as a kreload stamp (`v2.<8 hex>.<64 hex>`).
+    let value = format!("v2.00000000.{}", "0".repeat(64));
+    let op = if review.request.object.metadata.annotations.is_some() {
+        serde_json::json!({"op": "add", "path": format!("/metadata/annotations/{}", NOOP_PATCH_ANNOTATION.replace('/', "~1")), "value": value})
+    } else {
+        serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {NOOP_PATCH_ANNOTATION: value}})
+    };
+    let patch = serde_json::to_vec(&serde_json::json!([op])).unwrap();
+    let answer = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": review.request.uid,
+            "allowed": true,
+            "patchType": "JSONPatch",
+            "patch": base64::engine::general_purpose::STANDARD.encode(patch),
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&answer).unwrap(),
+    )
+        .into_response()
 }
 
 async fn admit(State(served): State<Arc<AtomicU64>>, body: Bytes) -> impl IntoResponse {
@@ -68,6 +129,7 @@ pub fn main() {
         let count = served.clone();
         let router = Router::new()
             .route("/admit", post(admit))
+            .route("/admit-patch", post(admit_patch))
             .route(
                 "/count",
                 get(move || async move { count.load(Ordering::Relaxed).to_string() }),
