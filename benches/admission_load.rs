@@ -296,10 +296,16 @@ fn main() {
     // The server gets a runtime sized as `kreload run` sizes it (one worker per core); the
     // generator process runs on the same cores.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // With the allocator's hooks `kreload run` has; the store above is filled, as the initial
+    // lists would have, so its threads take their caches when they first park or wake.
+    kreload::cli::allocator::initial_lists_done();
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
         .thread_name("kreload-server")
         .enable_all()
+        .on_thread_start(kreload::cli::allocator::runtime_thread_started)
+        .on_thread_park(kreload::cli::allocator::runtime_thread_woke)
+        .on_thread_unpark(kreload::cli::allocator::runtime_thread_woke)
         .build()
         .unwrap();
     let generator_threads = env_or("KRELOAD_BENCH_GENERATOR_THREADS", cores);

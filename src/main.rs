@@ -1,7 +1,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use kreload::cli::allocator::{ALLOCATOR, Allocator, configure};
+use kreload::cli::allocator::{self, ALLOCATOR, Allocator, configure};
 use kreload::cli::{Cli, Command};
 
 #[global_allocator]
@@ -10,10 +10,15 @@ static GLOBAL: Allocator = ALLOCATOR;
 fn main() -> anyhow::Result<()> {
     // Before the runtime's threads take arenas of their own.
     configure();
-    run()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(allocator::runtime_thread_started)
+        .on_thread_park(allocator::runtime_thread_woke)
+        .on_thread_unpark(allocator::runtime_thread_woke)
+        .build()?
+        .block_on(run())
 }
 
-#[tokio::main]
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

@@ -626,6 +626,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     readiness.watches_synced.store(true, Ordering::Release);
+    crate::cli::allocator::initial_lists_done();
     tracing::info!(workloads = index.len(), "every watch has synced");
     let reloader = Reloader::new(
         client.clone(),
