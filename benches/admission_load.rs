@@ -296,8 +296,9 @@ fn main() {
     // The server gets a runtime sized as `kreload run` sizes it (one worker per core); the
     // generator process runs on the same cores.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // With the allocator's hooks `kreload run` has; the store above is filled, as the initial
-    // lists would have, so its threads take their caches when they first park or wake.
+    // With the allocator's hooks `kreload run` has. The store above is filled as the initial
+    // lists would have filled it, so the lists count as done: the threads keep their caches from
+    // the start, as kreload's have them once it serves after its lists.
     kreload::cli::allocator::initial_lists_done();
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)

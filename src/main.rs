@@ -10,17 +10,21 @@ static GLOBAL: Allocator = ALLOCATOR;
 fn main() -> anyhow::Result<()> {
     // Before the runtime's threads take arenas of their own.
     configure();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(allocator::runtime_thread_started)
-        .on_thread_park(allocator::runtime_thread_woke)
-        .on_thread_unpark(allocator::runtime_thread_woke)
-        .build()?
-        .block_on(run())
+    let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if matches!(cli.command, Command::Run(_)) {
+        // The initial lists run without jemalloc's thread caches (see `allocator`); the other
+        // commands never finish such lists, so they keep the caches throughout.
+        runtime
+            .on_thread_start(allocator::runtime_thread_started)
+            .on_thread_park(allocator::runtime_thread_woke)
+            .on_thread_unpark(allocator::runtime_thread_woke);
+    }
+    runtime.build()?.block_on(run(cli))
 }
 
-async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             kreload::cli::run::init_logging(args.log_format, &args.log_level)?;
