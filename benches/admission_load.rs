@@ -300,15 +300,14 @@ fn main() {
     // lists would have filled it, so the lists count as done: the threads keep their caches from
     // the start, as kreload's have them once it serves after its lists.
     kreload::cli::allocator::initial_lists_done();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .thread_name("kreload-server")
-        .enable_all()
-        .on_thread_start(kreload::cli::allocator::runtime_thread_started)
-        .on_thread_park(kreload::cli::allocator::runtime_thread_woke)
-        .on_thread_unpark(kreload::cli::allocator::runtime_thread_woke)
-        .build()
-        .unwrap();
+    let server_rt = kreload::cli::allocator::thread_cache_hooks(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .thread_name("kreload-server")
+            .enable_all(),
+    )
+    .build()
+    .unwrap();
     let generator_threads = env_or("KRELOAD_BENCH_GENERATOR_THREADS", cores);
     let generator_kind = match std::env::var("KRELOAD_BENCH_GENERATOR").as_deref() {
         Ok("wrk") => GeneratorKind::Wrk,

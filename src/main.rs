@@ -16,10 +16,7 @@ fn main() -> anyhow::Result<()> {
     if matches!(cli.command, Command::Run(_)) {
         // The initial lists run without jemalloc's thread caches (see `allocator`); the other
         // commands never finish such lists, so they keep the caches throughout.
-        runtime
-            .on_thread_start(allocator::runtime_thread_started)
-            .on_thread_park(allocator::runtime_thread_woke)
-            .on_thread_unpark(allocator::runtime_thread_woke);
+        allocator::thread_cache_hooks(&mut runtime);
     }
     runtime.build()?.block_on(run(cli))
 }

@@ -80,15 +80,22 @@ async fn admit_patch(State(served): State<Arc<AtomicU64>>, body: Bytes) -> impl 
         serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {NOOP_PATCH_ANNOTATION: value}})
     };
     let patch = serde_json::to_vec(&serde_json::json!([op])).unwrap();
+    allowed(&review.request.uid, Some(&patch))
+}
+
+/// The review's answer: allowed, with `patch` (a JSON patch) if any.
+fn allowed(uid: &str, patch: Option<&[u8]>) -> axum::response::Response {
+    let mut response = serde_json::json!({"uid": uid, "allowed": true});
+    if let Some(patch) = patch {
+        response["patchType"] = "JSONPatch".into();
+        response["patch"] = base64::engine::general_purpose::STANDARD
+            .encode(patch)
+            .into();
+    }
     let answer = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
-        "response": {
-            "uid": review.request.uid,
-            "allowed": true,
-            "patchType": "JSONPatch",
-            "patch": base64::engine::general_purpose::STANDARD.encode(patch),
-        }
+        "response": response,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -102,16 +109,7 @@ async fn admit(State(served): State<Arc<AtomicU64>>, body: Bytes) -> impl IntoRe
         return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
     };
     served.fetch_add(1, Ordering::Relaxed);
-    let answer = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": {"uid": review.request.uid, "allowed": true}
-    });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&answer).unwrap(),
-    )
-        .into_response()
+    allowed(&review.request.uid, None)
 }
 
 pub fn main() {

@@ -36,8 +36,7 @@ pub fn configure() {
 #[cfg(not(feature = "system-allocator"))]
 fn configure_jemalloc() {
     use tikv_jemalloc_ctl::{Access, AsName};
-    // An operator's own settings (jemalloc reads them from this variable at start) win.
-    if std::env::var_os("_RJEM_MALLOC_CONF").is_some() {
+    if operator_settings() {
         return;
     }
     let _ = b"arenas.dirty_decay_ms\0".name().write(DIRTY_DECAY_MS);
@@ -71,6 +70,22 @@ std::thread_local! {
     static THREAD_CACHE_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
 }
 
+/// An operator's own jemalloc settings (jemalloc reads them from this variable at start): then
+/// kreload changes none.
+#[cfg(not(feature = "system-allocator"))]
+fn operator_settings() -> bool {
+    std::env::var_os("_RJEM_MALLOC_CONF").is_some()
+}
+
+/// `runtime` with the hooks that keep its threads without their caches until
+/// [`initial_lists_done`] (for `kreload run` and the admission benchmark's server).
+pub fn thread_cache_hooks(runtime: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
+    runtime
+        .on_thread_start(runtime_thread_started)
+        .on_thread_park(runtime_thread_woke)
+        .on_thread_unpark(runtime_thread_woke)
+}
+
 /// For the runtime's `on_thread_start`: no per-thread cache until [`initial_lists_done`].
 pub fn runtime_thread_started() {
     if !THREAD_CACHES.load(std::sync::atomic::Ordering::Relaxed) {
@@ -97,8 +112,7 @@ fn set_thread_cache(on: bool) {
     #[cfg(not(feature = "system-allocator"))]
     {
         use tikv_jemalloc_ctl::{Access, AsName};
-        // An operator's own settings (jemalloc reads them from this variable at start) win.
-        if std::env::var_os("_RJEM_MALLOC_CONF").is_none() {
+        if !operator_settings() {
             let _ = b"thread.tcache.enabled\0".name().write(on);
         }
     }
