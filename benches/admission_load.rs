@@ -7,14 +7,17 @@
 //! `cargo bench --bench admission_load` (see BENCHMARKS.md). For every concurrency level it runs
 //! a Pod CREATE, a Deployment UPDATE and a 1:1 mix of both against `/mutate`, and the same bodies
 //! over the same number of connections against `/noop` (same TLS, HTTP and limit layers, a
-//! handler that does nothing): the ceiling of this machine and stack. The last line is the
-//! summary for the mix at c=32.
+//! handler that does nothing): the ceiling of this machine and stack, which the summary compares
+//! with. It also runs them against `/noop-review`, a webhook that only answers (the review read for
+//! its uid, allowed; same layers), a diagnostic line that splits the gap into what answering a
+//! review at all costs and what kreload's own work does. The last line is the summary for the
+//! mix at c=32.
 //!
 //! Environment: KRELOAD_BENCH_SECS (measured seconds per run, default 4),
 //! KRELOAD_BENCH_LEVELS (comma list, default 1,8,32,128), KRELOAD_BENCH_WORKLOADS (comma list of
-//! workload names, default all), KRELOAD_BENCH_PATHS (`/mutate`, `/noop` or both, the default)
-//! and KRELOAD_BENCH_ROUNDS (default 1; more interleave /mutate and /noop runs and report the
-//! median of each): for profiling one run; KRELOAD_BENCH_GENERATOR_THREADS (default: one per
+//! workload names, default all), KRELOAD_BENCH_PATHS (a comma list of `/mutate`, `/noop`,
+//! `/noop-review`; default all three) and KRELOAD_BENCH_ROUNDS (default 1; more interleave the
+//! paths' runs and report the median of each): for profiling one run; KRELOAD_BENCH_GENERATOR_THREADS (default: one per
 //! core); KRELOAD_BENCH_GENERATOR=wrk drives the same runs with `wrk` (if installed, e.g. Debian's
 //! package) instead of the benchmark's own generator, as a cross-check of the generator.
 
@@ -30,7 +33,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kreload::admission::server::{Limits, admission_router, serve_tls};
+use axum::routing::post;
+use kreload::admission::server::{Limits, admission_router_with, serve_tls};
 use kreload::admission::tls::{CertResolver, GeneratedCerts, server_config};
 use kreload::cli::allocator::{ALLOCATOR, Allocator};
 use kreload::metrics::Metrics;
@@ -40,6 +44,8 @@ use kreload::metrics::Metrics;
 static GLOBAL: Allocator = ALLOCATOR;
 
 const WARMUP: Duration = Duration::from_millis(500);
+/// The no-op webhook's path (see [`fixtures::noop_answer`]).
+const REVIEW_NOOP: &str = "/noop-review";
 /// The environment variable that makes this binary the load generator.
 const ROLE: &str = "KRELOAD_BENCH_ROLE";
 
@@ -317,7 +323,14 @@ fn main() {
     std::fs::write(&wrk_script, WRK_SCRIPT).unwrap();
     let limits = Limits::default();
     let metrics = Arc::new(Metrics::default());
-    let router = admission_router(admission.clone(), metrics.clone(), &limits);
+    // `/noop-review`: a webhook that does nothing but answer (the review read for its uid,
+    // allowed), behind the same limits: what any webhook pays, apart from its own work.
+    let router = admission_router_with(
+        admission.clone(),
+        metrics.clone(),
+        &limits,
+        axum::Router::new().route(REVIEW_NOOP, post(fixtures::noop_answer::noop_review)),
+    );
     let listener = server_rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -355,7 +368,7 @@ fn main() {
         "server process RSS: {rss_start:.1} MiB at start, {rss_store:.1} MiB with the store filled"
     );
     println!(
-        "{:<14} {:>5} {:<8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10} {:>10} {:>7}",
+        "{:<14} {:>5} {:<12} {:>9} {:>9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10} {:>10} {:>7}",
         "workload",
         "c",
         "path",
@@ -374,13 +387,14 @@ fn main() {
         .ok()
         .map(|v| v.split(',').map(str::to_owned).collect());
     let paths: Vec<&str> = match std::env::var("KRELOAD_BENCH_PATHS") {
-        Ok(v) => ["/mutate", "/noop"]
+        Ok(v) => ["/mutate", "/noop", REVIEW_NOOP]
             .into_iter()
             .filter(|p| v.split(',').any(|x| x == *p))
             .collect(),
-        Err(_) => vec!["/mutate", "/noop"],
+        Err(_) => vec!["/mutate", "/noop", REVIEW_NOOP],
     };
     let mut summary = None;
+    let (mut review_noop, mut mutate_rps, mut noop_rps) = (None, None, None);
     for &c in &levels {
         for (name, bodies) in &workloads {
             if only.as_ref().is_some_and(|o| !o.iter().any(|w| w == name)) {
@@ -411,7 +425,7 @@ fn main() {
                 let r = median_by(runs, |r| r.rps);
                 let (rss, _) = memory_mb();
                 println!(
-                    "{:<14} {:>5} {:<8} {:>9} {:>9.0} {:>8.3} {:>8.3} {:>9.3} {:>7} {:>8.1} {:>10.1} {:>10.1} {:>7.2}",
+                    "{:<14} {:>5} {:<12} {:>9} {:>9.0} {:>8.3} {:>8.3} {:>9.3} {:>7} {:>8.1} {:>10.1} {:>10.1} {:>7.2}",
                     name,
                     c,
                     path,
@@ -426,10 +440,16 @@ fn main() {
                     r.generator_us,
                     r.server_cs
                 );
-                pair.push(r);
+                pair.push((*path, r));
             }
-            if *name == "mix-1:1" && c == 32 && pair.len() == 2 {
-                summary = Some((pair[0].rps, pair[0].p99_ms, pair[1].rps, pair[1].p99_ms));
+            if *name == "mix-1:1" && c == 32 {
+                let at = |p: &str| pair.iter().find(|(path, _)| *path == p).map(|(_, r)| r);
+                if let (Some(m), Some(n)) = (at("/mutate"), at("/noop")) {
+                    summary = Some((m.rps, m.p99_ms, n.rps, n.p99_ms));
+                }
+                review_noop = at(REVIEW_NOOP).map(|r| (r.rps, r.p99_ms));
+                mutate_rps = at("/mutate").map(|r| r.rps);
+                noop_rps = at("/noop").map(|r| r.rps);
             }
         }
     }
@@ -439,6 +459,19 @@ fn main() {
     let _ =
         server_rt.block_on(async { tokio::time::timeout(Duration::from_secs(25), server).await });
     let _ = std::fs::remove_dir_all(&dir);
+    // A diagnostic, not the target: how the gap to `/noop` splits into what answering a review
+    // at all costs and what kreload's work costs.
+    if let Some((rps, p99)) = review_noop {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "admission review-noop c=32 review_noop_rps={rps:.0} review_noop_p99_ms={p99:.3} review_noop_vs_noop={} mutate_vs_review_noop={}",
+            ratio(Some(rps), noop_rps),
+            ratio(mutate_rps, Some(rps)),
+        );
+    }
     match summary {
         Some((rps, p99, noop, noop_p99)) => println!(
             "admission c=32 rps={rps:.0} p99_ms={p99:.3} noop_rps={noop:.0} noop_p99_ms={noop_p99:.3} ratio={:.2}",

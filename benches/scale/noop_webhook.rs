@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine;
@@ -29,17 +29,7 @@ use kreload::admission::server::{Limits, serve_tls};
 use kreload::admission::tls::{CertResolver, GeneratedCerts, server_config};
 use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct Review<'a> {
-    #[serde(borrow)]
-    request: Request<'a>,
-}
-
-#[derive(Deserialize)]
-struct Request<'a> {
-    #[serde(borrow)]
-    uid: Cow<'a, str>,
-}
+use crate::fixtures::noop_answer;
 
 /// The annotation the patching no-op adds.
 pub const NOOP_PATCH_ANNOTATION: &str = "bench.kreload.dev/noop-patch";
@@ -80,36 +70,15 @@ async fn admit_patch(State(served): State<Arc<AtomicU64>>, body: Bytes) -> impl 
         serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {NOOP_PATCH_ANNOTATION: value}})
     };
     let patch = serde_json::to_vec(&serde_json::json!([op])).unwrap();
-    allowed(&review.request.uid, Some(&patch))
-}
-
-/// The review's answer: allowed, with `patch` (a JSON patch) if any.
-fn allowed(uid: &str, patch: Option<&[u8]>) -> axum::response::Response {
-    let mut response = serde_json::json!({"uid": uid, "allowed": true});
-    if let Some(patch) = patch {
-        response["patchType"] = "JSONPatch".into();
-        response["patch"] = base64::engine::general_purpose::STANDARD
-            .encode(patch)
-            .into();
-    }
-    let answer = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": response,
-    });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&answer).unwrap(),
-    )
-        .into_response()
+    noop_answer::allowed(&review.request.uid, Some(&patch))
 }
 
 async fn admit(State(served): State<Arc<AtomicU64>>, body: Bytes) -> impl IntoResponse {
-    let Ok(review) = serde_json::from_slice::<Review>(&body) else {
+    let Some(uid) = noop_answer::uid(&body) else {
         return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
     };
     served.fetch_add(1, Ordering::Relaxed);
-    allowed(&review.request.uid, None)
+    noop_answer::allowed(&uid, None)
 }
 
 pub fn main() {

@@ -182,6 +182,17 @@ pub fn admission_router(
     metrics: Arc<Metrics>,
     limits: &Limits,
 ) -> Router {
+    admission_router_with(admission, metrics, limits, Router::new())
+}
+
+/// [`admission_router`] with `extra` routes served behind the same limits (the admission
+/// benchmark's reference endpoints).
+pub fn admission_router_with(
+    admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
+    limits: &Limits,
+    extra: Router,
+) -> Router {
     let routes = Router::new()
         .route(MUTATE_PATH, post(mutate))
         .route(VALIDATE_PATH, post(validate))
@@ -189,7 +200,8 @@ pub fn admission_router(
         .with_state(AppState {
             admission,
             metrics: metrics.clone(),
-        });
+        })
+        .merge(extra);
     limited(routes, limits, metrics)
 }
 
