@@ -478,7 +478,7 @@ fn main() {
             rps / noop
         ),
         None => println!(
-            "admission: no c=32 mix run for both paths (KRELOAD_BENCH_LEVELS, _WORKLOADS, _PATHS)"
+            "admission: no c=32 mix run for /mutate and /noop (KRELOAD_BENCH_LEVELS, _WORKLOADS, _PATHS)"
         ),
     }
 }

@@ -4,7 +4,7 @@
 //! own task; the connections are split over `threads` single-threaded runtimes (one epoll loop
 //! per thread, as wrk does it). Every request is one pre-built buffer (head and body) written at
 //! once; the answer is read by its Content-Length. No HTTP client library: the generator's own
-//! cost per request is part of what the two cores spend, and it is the same for both paths.
+//! cost per request is part of what the two cores spend, and it is the same code for every path.
 //!
 //! Protocol with the parent: the arguments name the address, CA file, path, body files,
 //! connections, threads and timings; the child prints `ready` once every connection is made,

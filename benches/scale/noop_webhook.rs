@@ -1,6 +1,6 @@
 //! The no-op mutating webhook that pod creation is compared with: the scale benchmark's own
 //! binary started again (`KRELOAD_SCALE_ROLE=noop-webhook`), in a process of its own as kreload
-//! is, serving over kreload's TLS and HTTP stack (`serve_tls`: rustls, hyper, the same limits) an
+//! is, serving over kreload's TLS and HTTP stack (`serve_tls`: rustls, hyper, its connection limits) an
 //! answer that allows every review without a patch. It reads only `request.uid`, the least a
 //! webhook must read to answer, so kreload is compared with the cheapest webhook there can be.
 //!

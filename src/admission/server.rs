@@ -187,6 +187,7 @@ pub fn admission_router(
 
 /// [`admission_router`] with `extra` routes served behind the same limits (the admission
 /// benchmark's reference endpoints).
+#[doc(hidden)]
 pub fn admission_router_with(
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
