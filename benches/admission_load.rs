@@ -393,8 +393,8 @@ fn main() {
             .collect(),
         Err(_) => vec!["/mutate", "/noop", REVIEW_NOOP],
     };
-    let mut summary = None;
-    let (mut review_noop, mut mutate_rps, mut noop_rps) = (None, None, None);
+    // The runs of the mix at c=32, by path: the summary and the diagnostic line.
+    let mut mix_32: Vec<(&str, RunResult)> = Vec::new();
     for &c in &levels {
         for (name, bodies) in &workloads {
             if only.as_ref().is_some_and(|o| !o.iter().any(|w| w == name)) {
@@ -443,13 +443,7 @@ fn main() {
                 pair.push((*path, r));
             }
             if *name == "mix-1:1" && c == 32 {
-                let at = |p: &str| pair.iter().find(|(path, _)| *path == p).map(|(_, r)| r);
-                if let (Some(m), Some(n)) = (at("/mutate"), at("/noop")) {
-                    summary = Some((m.rps, m.p99_ms, n.rps, n.p99_ms));
-                }
-                review_noop = at(REVIEW_NOOP).map(|r| (r.rps, r.p99_ms));
-                mutate_rps = at("/mutate").map(|r| r.rps);
-                noop_rps = at("/noop").map(|r| r.rps);
+                mix_32 = pair;
             }
         }
     }
@@ -459,23 +453,31 @@ fn main() {
     let _ =
         server_rt.block_on(async { tokio::time::timeout(Duration::from_secs(25), server).await });
     let _ = std::fs::remove_dir_all(&dir);
+    let at = |p: &str| mix_32.iter().find(|(path, _)| *path == p).map(|(_, r)| r);
+    let (mutate, noop) = (at("/mutate"), at("/noop"));
     // A diagnostic, not the target: how the gap to `/noop` splits into what answering a review
     // at all costs and what kreload's work costs.
-    if let Some((rps, p99)) = review_noop {
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) => format!("{:.2}", a / b),
+    if let Some(review) = at(REVIEW_NOOP) {
+        let ratio = |a: Option<&RunResult>, b: Option<&RunResult>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}", a.rps / b.rps),
             _ => "-".into(),
         };
         println!(
-            "admission review-noop c=32 review_noop_rps={rps:.0} review_noop_p99_ms={p99:.3} review_noop_vs_noop={} mutate_vs_review_noop={}",
-            ratio(Some(rps), noop_rps),
-            ratio(mutate_rps, Some(rps)),
+            "admission review-noop c=32 review_noop_rps={:.0} review_noop_p99_ms={:.3} review_noop_vs_noop={} mutate_vs_review_noop={}",
+            review.rps,
+            review.p99_ms,
+            ratio(Some(review), noop),
+            ratio(mutate, Some(review)),
         );
     }
-    match summary {
-        Some((rps, p99, noop, noop_p99)) => println!(
-            "admission c=32 rps={rps:.0} p99_ms={p99:.3} noop_rps={noop:.0} noop_p99_ms={noop_p99:.3} ratio={:.2}",
-            rps / noop
+    match mutate.zip(noop) {
+        Some((m, n)) => println!(
+            "admission c=32 rps={:.0} p99_ms={:.3} noop_rps={:.0} noop_p99_ms={:.3} ratio={:.2}",
+            m.rps,
+            m.p99_ms,
+            n.rps,
+            n.p99_ms,
+            m.rps / n.rps
         ),
         None => println!(
             "admission: no c=32 mix run for /mutate and /noop (KRELOAD_BENCH_LEVELS, _WORKLOADS, _PATHS)"

@@ -60,7 +60,7 @@ fn configure_jemalloc() {
 /// lists run. Those pass hundreds of MB of JSON through the heap; with the caches, what a page of
 /// the list frees is handed to the next allocation of its size on that thread, so the entries
 /// that stay are spread over slabs that the page's transient allocations also hold, and about
-/// 4 MiB more stays resident after the sync. Without them the arena fills its lowest slabs first.
+/// 3 MiB more stays resident after the sync. Without them the arena fills its lowest slabs first.
 /// Turned on once the lists are done: under admission load the caches save about a fifth of the
 /// server's CPU per request (BENCHMARKS.md, "Memory").
 static THREAD_CACHES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -87,7 +87,7 @@ pub fn thread_cache_hooks(runtime: &mut tokio::runtime::Builder) -> &mut tokio::
 }
 
 /// For the runtime's `on_thread_start`: no per-thread cache until [`initial_lists_done`].
-pub fn runtime_thread_started() {
+fn runtime_thread_started() {
     if !THREAD_CACHES.load(std::sync::atomic::Ordering::Relaxed) {
         set_thread_cache(false);
     }
@@ -95,7 +95,7 @@ pub fn runtime_thread_started() {
 
 /// For the runtime's `on_thread_park` and `on_thread_unpark`: the thread takes its cache once
 /// the initial lists are done (each thread can only set its own).
-pub fn runtime_thread_woke() {
+fn runtime_thread_woke() {
     if !THREAD_CACHE_ON.get() && THREAD_CACHES.load(std::sync::atomic::Ordering::Relaxed) {
         set_thread_cache(true);
     }
